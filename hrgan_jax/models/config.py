@@ -1,0 +1,156 @@
+"""Network configurations: the official HRNet yaml's MODEL.EXTRA as an ml_collections ConfigDict.
+
+A network config holds the stage layout (``stage2``..``stage4``: modules, branches,
+block type, blocks per branch, channels per branch), the head's kernel size, the
+number of joints, the layers an ImageNet checkpoint initialises, and the compute
+dtype.  Field names are the official yaml names in lower case, so
+``--config.model.stage4.num_channels=(48,96,192,384)`` reads like the yaml.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Mapping, Sequence
+
+import ml_collections
+
+STAGES = ("stage2", "stage3", "stage4")
+BLOCKS = ("BASIC", "BOTTLENECK")
+DTYPES = ("float32", "bfloat16", "float16")
+
+# The official HRNet yamls initialise these from ImageNet (everything but the head).
+IMAGENET_LAYERS = ("conv1", "bn1", "conv2", "bn2", "layer1", "transition1", "stage2",
+                   "transition2", "stage3", "transition3", "stage4")
+
+
+def _stage(num_modules: int, channels: Sequence[int], blocks: int = 4,
+           block: str = "BASIC") -> ml_collections.ConfigDict:
+    return ml_collections.ConfigDict(dict(
+        num_modules=num_modules,
+        num_branches=len(channels),
+        block=block,
+        num_blocks=tuple([blocks] * len(channels)),
+        num_channels=tuple(channels),
+        fuse_method="SUM",
+    ))
+
+
+def hrnet_config(name: str = "w32", num_joints: int = 17, *, final_conv_kernel: int = 1,
+                 dtype: str = "float32") -> ml_collections.ConfigDict:
+    """Preset network config.
+
+    name: "w32" or "w48" (the official pose_hrnet yamls), or "tiny" (8/16/32/64
+      channels, one block per branch, two stage-4 modules: the reference fixtures'
+      network, for tests and the synthetic demo).
+    """
+    widths = {"w32": 32, "w48": 48, "tiny": 8}
+    if name not in widths:
+        raise ValueError(f"unknown HRNet preset {name!r}: choose one of {sorted(widths)}")
+    w = widths[name]
+    c = (w, 2 * w, 4 * w, 8 * w)
+    if name == "tiny":
+        stages = (_stage(1, c[:2], 1), _stage(1, c[:3], 1), _stage(2, c, 1))
+    else:
+        stages = (_stage(1, c[:2]), _stage(4, c[:3]), _stage(3, c))
+    cfg = ml_collections.ConfigDict()
+    cfg.name = name
+    cfg.num_joints = num_joints
+    cfg.final_conv_kernel = final_conv_kernel
+    cfg.stage2, cfg.stage3, cfg.stage4 = stages
+    cfg.pretrained_layers = IMAGENET_LAYERS
+    cfg.dtype = dtype
+    validate(cfg)
+    return cfg
+
+
+_OFFICIAL_STAGE_KEYS = {"NUM_MODULES": "num_modules", "NUM_BRANCHES": "num_branches",
+                        "BLOCK": "block", "NUM_BLOCKS": "num_blocks",
+                        "NUM_CHANNELS": "num_channels", "FUSE_METHOD": "fuse_method"}
+
+
+def config_from_official(extra: Mapping[str, Any], num_joints: int, *,
+                         dtype: str = "float32") -> ml_collections.ConfigDict:
+    """Config from MODEL.EXTRA of an official HRNet yaml, given as a (nested) dict."""
+    known = {"PRETRAINED_LAYERS", "FINAL_CONV_KERNEL", "STAGE2", "STAGE3", "STAGE4"}
+    unknown = sorted(set(extra) - known)
+    if unknown:
+        raise ValueError(f"MODEL.EXTRA has keys this HRNet does not know: {unknown} "
+                         f"(known: {sorted(known)})")
+    missing = sorted({"STAGE2", "STAGE3", "STAGE4"} - set(extra))
+    if missing:
+        raise ValueError(f"MODEL.EXTRA lacks {missing}")
+    cfg = ml_collections.ConfigDict()
+    cfg.name = "custom"
+    cfg.num_joints = int(num_joints)
+    cfg.final_conv_kernel = int(extra.get("FINAL_CONV_KERNEL", 1))
+    for stage in STAGES:
+        src = extra[stage.upper()]
+        bad = sorted(set(src) - set(_OFFICIAL_STAGE_KEYS))
+        if bad:
+            raise ValueError(f"MODEL.EXTRA.{stage.upper()} has unknown keys {bad}")
+        absent = sorted(set(_OFFICIAL_STAGE_KEYS) - set(src) - {"FUSE_METHOD"})
+        if absent:
+            raise ValueError(f"MODEL.EXTRA.{stage.upper()} lacks {absent}")
+        d = {ours: src[theirs] for theirs, ours in _OFFICIAL_STAGE_KEYS.items() if theirs in src}
+        d.setdefault("fuse_method", "SUM")
+        d["num_blocks"] = tuple(int(b) for b in d["num_blocks"])
+        d["num_channels"] = tuple(int(b) for b in d["num_channels"])
+        cfg[stage] = ml_collections.ConfigDict(d)
+    cfg.pretrained_layers = tuple(extra.get("PRETRAINED_LAYERS", IMAGENET_LAYERS))
+    cfg.dtype = dtype
+    validate(cfg)
+    return cfg
+
+
+@dataclasses.dataclass(frozen=True)
+class StageSpec:
+    num_modules: int
+    block: str
+    num_blocks: tuple[int, ...]
+    num_channels: tuple[int, ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class NetSpec:
+    """The hashable, validated form of a network config that the modules take."""
+    stages: tuple[StageSpec, ...]
+    num_joints: int
+    final_conv_kernel: int
+    dtype: str
+
+
+def validate(cfg: ml_collections.ConfigDict) -> NetSpec:
+    """Checks a network config and returns its NetSpec; errors name the field."""
+    def fail(field, msg):
+        raise ValueError(f"model config field {field}: {msg}")
+
+    if not isinstance(cfg.get("num_joints"), int) or cfg.num_joints < 1:
+        fail("num_joints", f"must be a positive int, got {cfg.get('num_joints')!r}")
+    if cfg.get("final_conv_kernel") not in (1, 3):
+        fail("final_conv_kernel", f"must be 1 or 3, got {cfg.get('final_conv_kernel')!r}")
+    if cfg.get("dtype") not in DTYPES:
+        fail("dtype", f"must be one of {DTYPES}, got {cfg.get('dtype')!r}")
+    stages = []
+    prev_branches = 1
+    for name in STAGES:
+        if name not in cfg:
+            fail(name, "missing")
+        s = cfg[name]
+        nb = s.num_branches
+        if s.block not in BLOCKS:
+            fail(f"{name}.block", f"must be one of {BLOCKS}, got {s.block!r}")
+        if s.get("fuse_method", "SUM") != "SUM":
+            fail(f"{name}.fuse_method", f"only SUM exists in HRNet, got {s.fuse_method!r}")
+        if len(s.num_blocks) != nb:
+            fail(f"{name}.num_blocks", f"has {len(s.num_blocks)} entries for {nb} branches")
+        if len(s.num_channels) != nb:
+            fail(f"{name}.num_channels", f"has {len(s.num_channels)} entries for {nb} branches")
+        if s.num_modules < 1:
+            fail(f"{name}.num_modules", f"must be >= 1, got {s.num_modules}")
+        if nb < prev_branches:
+            fail(f"{name}.num_branches", f"{nb} is fewer than the previous stage's {prev_branches}")
+        if any(c < 1 for c in s.num_channels) or any(b < 1 for b in s.num_blocks):
+            fail(name, "channels and blocks must be positive")
+        prev_branches = nb
+        stages.append(StageSpec(int(s.num_modules), s.block, tuple(int(b) for b in s.num_blocks),
+                                tuple(int(c) for c in s.num_channels)))
+    return NetSpec(tuple(stages), cfg.num_joints, cfg.final_conv_kernel, cfg.dtype)

@@ -1,0 +1,64 @@
+"""HRGAN's discriminator (HRDisNet): a stemless HRNet that reconstructs heatmaps.
+
+D sees concat(image at heatmap resolution, heatmaps), 3 + J channels, and returns J
+reconstructed heatmaps (no activation).  Its reconstruction error is the BEGAN
+energy of eq. (3)-(4).  Key names follow the official code: ``layer1.*``,
+``transition*``, ``stage*``, ``final_layer``.
+"""
+from __future__ import annotations
+
+import math
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from hrgan_jax.models.config import NetSpec
+from hrgan_jax.models.hrnet import conv, high_resolution_trunk
+
+# PyTorch's default Conv2d init, kaiming_uniform(a=sqrt(5)): U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
+torch_default_kernel_init = nn.initializers.variance_scaling(1.0 / 3.0, "fan_in", "uniform")
+
+
+def torch_default_bias_init(fan_in: int):
+    bound = 1.0 / math.sqrt(fan_in)
+
+    def init(key, shape, dtype=jnp.float32):
+        return jax.random.uniform(key, shape, dtype, -bound, bound)
+    return init
+
+
+def resize_to_heatmap(images: jax.Array, heatmap_hw: tuple[int, int]) -> jax.Array:
+    """Images (B, H, W, 3) -> (B, h, w, 3): bilinear, half-pixel centres, no antialiasing.
+
+    This is PyTorch's F.interpolate(mode='bilinear', align_corners=False), the resize of
+    the official HRGAN code; the train step must use exactly this function.
+    """
+    b, _, _, c = images.shape
+    return jax.image.resize(images, (b, heatmap_hw[0], heatmap_hw[1], c), "bilinear",
+                            antialias=False)
+
+
+def discriminator_input(images: jax.Array, heatmaps: jax.Array) -> jax.Array:
+    """concat(images resized to the heatmaps' size, heatmaps): (B, h, w, 3 + J)."""
+    small = resize_to_heatmap(images, heatmaps.shape[1:3]).astype(heatmaps.dtype)
+    return jnp.concatenate([small, heatmaps], axis=-1)
+
+
+class HRDiscriminator(nn.Module):
+    """inputs (B, h, w, 3 + J) from ``discriminator_input`` -> reconstruction (B, h, w, J) float32."""
+    spec: NetSpec
+
+    @nn.compact
+    def __call__(self, inputs: jax.Array, train: bool = False) -> jax.Array:
+        j = self.spec.num_joints
+        if inputs.shape[-1] != 3 + j:
+            raise ValueError(f"discriminator input has {inputs.shape[-1]} channels; expected "
+                             f"3 + num_joints = {3 + j} (use discriminator_input)")
+        dtype = jnp.dtype(self.spec.dtype)
+        x = high_resolution_trunk(inputs.astype(dtype), self.spec, train, dtype,
+                                  torch_default_kernel_init)
+        fan_in = x.shape[-1]
+        x = conv(j, 1, 1, "final_layer", dtype, torch_default_kernel_init, use_bias=True,
+                 bias_init=torch_default_bias_init(fan_in))(x)
+        return x.astype(jnp.float32)

@@ -1,0 +1,327 @@
+"""Official PyTorch state_dicts <-> Flax variables, for both networks.
+
+A state_dict here is a plain ``{official key: numpy array}`` in PyTorch layouts (conv
+weights OIHW).  Module names in the Flax networks are the official key paths, so the
+mapping is a renaming of leaves and a transpose of conv kernels:
+
+    <path>.weight (O, I, kh, kw)   <->  params[<path>]["kernel"] (kh, kw, I, O)
+    <path>.bias                    <->  params[<path>]["bias"]
+    <path>.weight (BN, 1-D)        <->  params[<path>]["scale"]
+    <path>.running_mean / _var     <->  batch_stats[<path>]["mean"] / ["var"]
+
+Every load checks names and shapes against the network built from the config and
+raises ``WeightsMismatchError`` listing each missing, unexpected or mis-shaped key.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Any, Iterable, Mapping
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from hrgan_jax import models
+from hrgan_jax.models.hrnet import BatchNorm
+
+NETS = ("generator", "discriminator")
+_IGNORED_SUFFIXES = (".num_batches_tracked",)  # PyTorch bookkeeping; unused with a fixed momentum
+
+
+class WeightsMismatchError(ValueError):
+    """A state_dict does not fit the network: lists the offending keys and shapes."""
+
+
+@dataclasses.dataclass(frozen=True)
+class _Slot:
+    collection: str        # "params" or "batch_stats"
+    path: tuple[str, ...]  # Flax path, leaf name last
+    shape: tuple[int, ...]  # PyTorch shape
+
+
+@dataclasses.dataclass(frozen=True)
+class PretrainedReport:
+    """What ``load_pretrained`` did: keys loaded, file keys dropped, model keys left at init."""
+    loaded: tuple[str, ...]
+    dropped: tuple[str, ...]
+    kept_init: tuple[str, ...]
+
+
+def _build(cfg: ml_collections.ConfigDict, net: str) -> tuple[nn.Module, jax.Array]:
+    if net not in NETS:
+        raise ValueError(f"net must be one of {NETS}, got {net!r}")
+    j = cfg.num_joints
+    if net == "generator":
+        return models.generator(cfg), jnp.zeros((1, 128, 128, 3), jnp.float32)
+    return models.discriminator(cfg), jnp.zeros((1, 32, 32, 3 + j), jnp.float32)
+
+
+def _torch_shape(leaf: str, shape: tuple[int, ...]) -> tuple[int, ...]:
+    if leaf == "kernel":
+        kh, kw, i, o = shape
+        return (o, i, kh, kw)
+    return tuple(shape)
+
+
+def layout(cfg: ml_collections.ConfigDict, net: str = "generator") -> dict[str, _Slot]:
+    """Official key -> where it lives in the Flax variables, in the official key order.
+
+    The order is the order in which the network calls its convs and BatchNorms, which
+    is the order the official modules are registered in.
+    """
+    model, x = _build(cfg, net)
+    order: list[tuple[str, ...]] = []
+
+    def record(next_fun, args, kwargs, context):
+        if context.method_name == "__call__" and isinstance(context.module, (nn.Conv, BatchNorm)):
+            path = tuple(context.module.scope.path)
+            if path not in order:
+                order.append(path)
+        return next_fun(*args, **kwargs)
+
+    with nn.intercept_methods(record):
+        shapes = jax.eval_shape(model.init, jax.random.PRNGKey(0), x)
+    params, stats = shapes["params"], shapes["batch_stats"]
+
+    def sub(tree, path):
+        for p in path:
+            tree = tree[p]
+        return tree
+
+    slots: dict[str, _Slot] = {}
+    for path in order:
+        prefix = ".".join(path)
+        p = sub(params, path)
+        if "kernel" in p:
+            names = [("weight", "params", "kernel"), ("bias", "params", "bias")]
+        else:
+            names = [("weight", "params", "scale"), ("bias", "params", "bias"),
+                     ("running_mean", "batch_stats", "mean"), ("running_var", "batch_stats", "var")]
+        for torch_leaf, col, leaf in names:
+            tree = p if col == "params" else sub(stats, path)
+            if leaf in tree:
+                slots[f"{prefix}.{torch_leaf}"] = _Slot(col, path + (leaf,),
+                                                        _torch_shape(leaf, tree[leaf].shape))
+    return slots
+
+
+def _to_numpy(value: Any, key: str) -> np.ndarray:
+    if hasattr(value, "detach"):  # a torch.Tensor
+        value = value.detach().cpu()
+        if str(value.dtype) == "torch.bfloat16":
+            value = value.float()
+        value = value.numpy()
+    arr = np.asarray(value)
+    if not (np.issubdtype(arr.dtype, np.floating) or arr.dtype == jnp.bfloat16):
+        raise WeightsMismatchError(f"{key}: expected floating-point values, got dtype {arr.dtype}")
+    return arr
+
+
+def clean_state_dict(state_dict: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    """Strips the ``module.`` prefix of (Distributed)DataParallel checkpoints and drops
+    ``num_batches_tracked``; values become numpy arrays."""
+    out: dict[str, np.ndarray] = {}
+    for key, value in state_dict.items():
+        if not isinstance(key, str):
+            raise WeightsMismatchError(f"state_dict key {key!r} is not a string")
+        if key.endswith(_IGNORED_SUFFIXES):
+            continue
+        name = key[len("module."):] if key.startswith("module.") else key
+        if name in out:
+            raise WeightsMismatchError(f"state_dict has {name!r} both with and without 'module.'")
+        out[name] = _to_numpy(value, key)
+    return out
+
+
+def _mismatch_message(what: str, missing: Iterable[str], unexpected: Iterable[str],
+                      wrong: Iterable[tuple[str, tuple, tuple]], slots, given) -> str:
+    lines = [f"{what} does not fit the network:"]
+    missing, unexpected, wrong = list(missing), list(unexpected), list(wrong)
+    if missing:
+        lines.append(f"  missing {len(missing)} key(s):")
+        lines += [f"    {k} {slots[k].shape}" for k in missing]
+    if unexpected:
+        lines.append(f"  unexpected {len(unexpected)} key(s):")
+        lines += [f"    {k} {tuple(given[k].shape)}" for k in unexpected]
+    if wrong:
+        lines.append(f"  {len(wrong)} key(s) with the wrong shape (file vs network):")
+        lines += [f"    {k}: {a} vs {b}" for k, a, b in wrong]
+    return "\n".join(lines)
+
+
+def _assemble(sd: Mapping[str, np.ndarray], slots: Mapping[str, _Slot],
+              base: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    variables: dict[str, Any] = jax.tree_util.tree_map(np.asarray, dict(base)) if base else {}
+    variables = {c: _thaw(v) for c, v in variables.items()}
+    for key, slot in slots.items():
+        if key not in sd:
+            continue
+        value = sd[key].astype(np.float32)
+        if slot.path[-1] == "kernel":
+            value = value.transpose(2, 3, 1, 0)
+        tree = variables.setdefault(slot.collection, {})
+        for p in slot.path[:-1]:
+            tree = tree.setdefault(p, {})
+        tree[slot.path[-1]] = value
+    return variables
+
+
+def _thaw(tree):
+    if isinstance(tree, Mapping):
+        return {k: _thaw(v) for k, v in tree.items()}
+    return tree
+
+
+def from_torch(state_dict: Mapping[str, Any], cfg: ml_collections.ConfigDict,
+               net: str = "generator", *, what: str = "state_dict") -> dict[str, Any]:
+    """Official state_dict -> Flax variables ``{"params", "batch_stats"}`` (float32 numpy).
+
+    Exact: every key must be present with its shape, and no other key may be.
+    """
+    slots = layout(cfg, net)
+    sd = clean_state_dict(state_dict)
+    missing = [k for k in slots if k not in sd]
+    unexpected = [k for k in sd if k not in slots]
+    wrong = [(k, tuple(sd[k].shape), slots[k].shape) for k in slots
+             if k in sd and tuple(sd[k].shape) != slots[k].shape]
+    if missing or unexpected or wrong:
+        raise WeightsMismatchError(_mismatch_message(f"{what} for the {net}", missing,
+                                                     unexpected, wrong, slots, sd))
+    return _assemble(sd, slots)
+
+
+def to_torch(variables: Mapping[str, Any], cfg: ml_collections.ConfigDict,
+             net: str = "generator") -> dict[str, np.ndarray]:
+    """Flax variables -> official state_dict (numpy, float32, official key order)."""
+    slots = layout(cfg, net)
+    out: dict[str, np.ndarray] = {}
+    missing, wrong = [], []
+    for key, slot in slots.items():
+        tree = variables.get(slot.collection, {})
+        try:
+            for p in slot.path:
+                tree = tree[p]
+        except (KeyError, TypeError):
+            missing.append(key)
+            continue
+        value = np.asarray(jax.device_get(tree), dtype=np.float32)
+        if slot.path[-1] == "kernel" and value.ndim == 4:
+            value = value.transpose(3, 2, 0, 1)
+        if value.shape != slot.shape:
+            wrong.append((key, value.shape, slot.shape))
+        out[key] = np.ascontiguousarray(value)
+    if missing or wrong:
+        raise WeightsMismatchError(_mismatch_message(f"variables of the {net}", missing, [],
+                                                     wrong, slots, {}))
+    return out
+
+
+def load_pretrained(variables: Mapping[str, Any], state_dict: Mapping[str, Any],
+                    cfg: ml_collections.ConfigDict, net: str = "generator",
+                    layers: Iterable[str] | None = None) -> tuple[dict[str, Any], PretrainedReport]:
+    """Initialise part of ``variables`` from a checkpoint, the official PRETRAINED_LAYERS rule.
+
+    Keys of the file whose first component is in ``layers`` (default
+    ``cfg.pretrained_layers``; ``"*"`` first means all) are loaded.  Of those, keys the
+    network does not have are dropped (the ImageNet file's ``stage4.2.fuse_layers.{1,2,3}``);
+    network keys under ``layers`` that the file lacks, and shape mismatches, are errors.
+    Everything outside ``layers`` (the head) keeps its value from ``variables``.
+    """
+    layers = tuple(cfg.pretrained_layers if layers is None else layers)
+    take_all = bool(layers) and layers[0] == "*"
+    slots = layout(cfg, net)
+    sd = clean_state_dict(state_dict)
+
+    def selected(key):
+        return take_all or key.split(".")[0] in layers
+
+    chosen = {k: v for k, v in sd.items() if selected(k)}
+    if not chosen:
+        raise WeightsMismatchError(f"no key of the checkpoint is in PRETRAINED_LAYERS {list(layers)}")
+    missing = [k for k in slots if selected(k) and k not in chosen]
+    wrong = [(k, tuple(v.shape), slots[k].shape) for k, v in chosen.items()
+             if k in slots and tuple(v.shape) != slots[k].shape]
+    if missing or wrong:
+        raise WeightsMismatchError(_mismatch_message("pretrained checkpoint", missing, [], wrong,
+                                                     slots, chosen))
+    loaded = {k: v for k, v in chosen.items() if k in slots}
+    result = _assemble(loaded, slots, base=variables)
+    report = PretrainedReport(
+        loaded=tuple(k for k in slots if k in loaded),
+        dropped=tuple(sorted(k for k in sd if k not in loaded)),
+        kept_init=tuple(k for k in slots if k not in loaded))
+    return result, report
+
+
+# ---------------------------------------------------------------------------------------
+# Files
+
+
+def load_file(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """Reads a state_dict from ``.safetensors`` (no torch needed), ``.npz``, or
+    ``.pth``/``.pt``/``.pth.tar`` (needs torch; read with ``weights_only=True``, never
+    unpickling arbitrary objects).  A training checkpoint holding ``state_dict`` is
+    unwrapped."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"weights file not found: {path}")
+    name = path.lower()
+    try:
+        if name.endswith(".safetensors"):
+            from safetensors.numpy import load_file as st_load
+            raw: Mapping[str, Any] = st_load(path)
+        elif name.endswith(".npz"):
+            with np.load(path, allow_pickle=False) as z:
+                raw = {k: z[k] for k in z.files}
+        elif name.endswith((".pth", ".pt", ".pth.tar", ".ckpt")):
+            raw = _load_torch(path)
+        else:
+            raise ValueError("unknown extension: use .safetensors, .npz, .pth, .pt or .pth.tar")
+    except (FileNotFoundError, ImportError):
+        raise
+    except Exception as e:  # noqa: BLE001 - re-raised with the file named
+        raise ValueError(f"cannot read weights from {path}: {type(e).__name__}: {e}") from e
+    return clean_state_dict(raw)
+
+
+def _load_torch(path: str) -> Mapping[str, Any]:
+    try:
+        import torch
+    except ImportError as e:
+        raise ImportError(f"reading {path} needs PyTorch (pip install torch), or convert it to "
+                          ".safetensors where torch is installed") from e
+    obj = torch.load(path, map_location="cpu", weights_only=True)
+    if isinstance(obj, Mapping) and obj and not all(hasattr(v, "shape") for v in obj.values()):
+        for key in ("state_dict", "model", "best_state_dict"):
+            if key in obj and isinstance(obj[key], Mapping):
+                return obj[key]
+        raise ValueError(f"holds a dict with keys {sorted(obj)[:10]} but no tensor state_dict")
+    if not isinstance(obj, Mapping):
+        raise ValueError(f"holds a {type(obj).__name__}, not a state_dict")
+    return obj
+
+
+def save_file(state_dict: Mapping[str, np.ndarray], path: str | os.PathLike) -> None:
+    """Writes a state_dict as ``.safetensors``, ``.npz`` or ``.pth`` (torch needed), atomically."""
+    path = os.fspath(path)
+    tmp = path + ".tmp"
+    arrays = {k: np.ascontiguousarray(v) for k, v in state_dict.items()}
+    name = path.lower()
+    if name.endswith(".safetensors"):
+        from safetensors.numpy import save_file as st_save
+        st_save(arrays, tmp)
+    elif name.endswith(".npz"):
+        with open(tmp, "wb") as f:
+            np.savez(f, **arrays)
+    elif name.endswith((".pth", ".pt")):
+        try:
+            import torch
+        except ImportError as e:
+            raise ImportError(f"writing {path} needs PyTorch; write .safetensors instead") from e
+        torch.save({k: torch.from_numpy(v) for k, v in arrays.items()}, tmp)
+    else:
+        raise ValueError(f"{path}: unknown extension, use .safetensors, .npz or .pth")
+    os.replace(tmp, path)
