@@ -15,6 +15,7 @@ raises ``WeightsMismatchError`` listing each missing, unexpected or mis-shaped k
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 from typing import Any, Iterable, Mapping
 
@@ -32,7 +33,19 @@ _IGNORED_SUFFIXES = (".num_batches_tracked",)  # PyTorch bookkeeping; unused wit
 
 
 class WeightsMismatchError(ValueError):
-    """A state_dict does not fit the network: lists the offending keys and shapes."""
+    """A state_dict does not fit the network.
+
+    The message lists the offending keys with their shapes (the first
+    ``MAX_LISTED`` of each kind); ``missing``, ``unexpected`` and ``wrong_shape``
+    hold them all.
+    """
+    MAX_LISTED = 40
+
+    def __init__(self, message: str, missing=(), unexpected=(), wrong_shape=()):
+        super().__init__(message)
+        self.missing = tuple(missing)
+        self.unexpected = tuple(unexpected)
+        self.wrong_shape = tuple(wrong_shape)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,13 +63,10 @@ class PretrainedReport:
     kept_init: tuple[str, ...]
 
 
-def _build(cfg: ml_collections.ConfigDict, net: str) -> tuple[nn.Module, jax.Array]:
-    if net not in NETS:
-        raise ValueError(f"net must be one of {NETS}, got {net!r}")
-    j = cfg.num_joints
+def _build(spec: models.NetSpec, net: str) -> tuple[nn.Module, jax.Array]:
     if net == "generator":
-        return models.generator(cfg), jnp.zeros((1, 128, 128, 3), jnp.float32)
-    return models.discriminator(cfg), jnp.zeros((1, 32, 32, 3 + j), jnp.float32)
+        return models.PoseHighResolutionNet(spec), jnp.zeros((1, 128, 128, 3), jnp.float32)
+    return models.HRDiscriminator(spec), jnp.zeros((1, 32, 32, 3 + spec.num_joints), jnp.float32)
 
 
 def _torch_shape(leaf: str, shape: tuple[int, ...]) -> tuple[int, ...]:
@@ -72,7 +82,14 @@ def layout(cfg: ml_collections.ConfigDict, net: str = "generator") -> dict[str, 
     The order is the order in which the network calls its convs and BatchNorms, which
     is the order the official modules are registered in.
     """
-    model, x = _build(cfg, net)
+    if net not in NETS:
+        raise ValueError(f"net must be one of {NETS}, got {net!r}")
+    return dict(_layout(models.validate(cfg), net))
+
+
+@functools.lru_cache(maxsize=16)
+def _layout(spec: models.NetSpec, net: str) -> tuple[tuple[str, _Slot], ...]:
+    model, x = _build(spec, net)
     order: list[tuple[str, ...]] = []
 
     def record(next_fun, args, kwargs, context):
@@ -105,7 +122,7 @@ def layout(cfg: ml_collections.ConfigDict, net: str = "generator") -> dict[str, 
             if leaf in tree:
                 slots[f"{prefix}.{torch_leaf}"] = _Slot(col, path + (leaf,),
                                                         _torch_shape(leaf, tree[leaf].shape))
-    return slots
+    return tuple(slots.items())
 
 
 def _to_numpy(value: Any, key: str) -> np.ndarray:
@@ -136,20 +153,26 @@ def clean_state_dict(state_dict: Mapping[str, Any]) -> dict[str, np.ndarray]:
     return out
 
 
-def _mismatch_message(what: str, missing: Iterable[str], unexpected: Iterable[str],
-                      wrong: Iterable[tuple[str, tuple, tuple]], slots, given) -> str:
+def _mismatch(what: str, slots: Mapping[str, _Slot], given: Mapping[str, np.ndarray],
+              missing=(), unexpected=(), wrong=()) -> WeightsMismatchError:
+    """The error for keys missing from ``given``, unexpected in it, or mis-shaped
+    (``wrong``: (key, given shape, network shape))."""
+    limit = WeightsMismatchError.MAX_LISTED
     lines = [f"{what} does not fit the network:"]
-    missing, unexpected, wrong = list(missing), list(unexpected), list(wrong)
-    if missing:
-        lines.append(f"  missing {len(missing)} key(s):")
-        lines += [f"    {k} {slots[k].shape}" for k in missing]
-    if unexpected:
-        lines.append(f"  unexpected {len(unexpected)} key(s):")
-        lines += [f"    {k} {tuple(given[k].shape)}" for k in unexpected]
-    if wrong:
-        lines.append(f"  {len(wrong)} key(s) with the wrong shape (file vs network):")
-        lines += [f"    {k}: {a} vs {b}" for k, a, b in wrong]
-    return "\n".join(lines)
+
+    def listing(title, items):
+        if items:
+            lines.append(f"  {title}:")
+            lines.extend(f"    {item}" for item in items[:limit])
+            if len(items) > limit:
+                lines.append(f"    ... and {len(items) - limit} more")
+
+    listing(f"missing {len(missing)} key(s)", [f"{k} {slots[k].shape}" for k in missing])
+    listing(f"unexpected {len(unexpected)} key(s)",
+            [f"{k} {tuple(given[k].shape)}" for k in unexpected])
+    listing(f"{len(wrong)} key(s) with the wrong shape (file vs network)",
+            [f"{k}: {a} vs {b}" for k, a, b in wrong])
+    return WeightsMismatchError("\n".join(lines), missing, unexpected, wrong)
 
 
 def _assemble(sd: Mapping[str, np.ndarray], slots: Mapping[str, _Slot],
@@ -188,8 +211,7 @@ def from_torch(state_dict: Mapping[str, Any], cfg: ml_collections.ConfigDict,
     wrong = [(k, tuple(sd[k].shape), slots[k].shape) for k in slots
              if k in sd and tuple(sd[k].shape) != slots[k].shape]
     if missing or unexpected or wrong:
-        raise WeightsMismatchError(_mismatch_message(f"{what} for the {net}", missing,
-                                                     unexpected, wrong, slots, sd))
+        raise _mismatch(f"{what} for the {net}", slots, sd, missing, unexpected, wrong)
     return _assemble(sd, slots)
 
 
@@ -214,8 +236,7 @@ def to_torch(variables: Mapping[str, Any], cfg: ml_collections.ConfigDict,
             wrong.append((key, value.shape, slot.shape))
         out[key] = np.ascontiguousarray(value)
     if missing or wrong:
-        raise WeightsMismatchError(_mismatch_message(f"variables of the {net}", missing, [],
-                                                     wrong, slots, {}))
+        raise _mismatch(f"variables of the {net}", slots, {}, missing, (), wrong)
     return out
 
 
@@ -245,8 +266,7 @@ def load_pretrained(variables: Mapping[str, Any], state_dict: Mapping[str, Any],
     wrong = [(k, tuple(v.shape), slots[k].shape) for k, v in chosen.items()
              if k in slots and tuple(v.shape) != slots[k].shape]
     if missing or wrong:
-        raise WeightsMismatchError(_mismatch_message("pretrained checkpoint", missing, [], wrong,
-                                                     slots, chosen))
+        raise _mismatch("pretrained checkpoint", slots, chosen, missing, (), wrong)
     loaded = {k: v for k, v in chosen.items() if k in slots}
     result = _assemble(loaded, slots, base=variables)
     report = PretrainedReport(
