@@ -50,8 +50,8 @@ def export(config, net: str, weights_path: str | None, out: str) -> None:
         source = weights_path
     else:
         module = models.generator(config.model) if net == "generator" else models.discriminator(config.model)
-        shape = (1, 256, 192, 3) if net == "generator" else (1, 64, 48, 3 + config.model.num_joints)
-        variables = jax.jit(module.init)(jax.random.PRNGKey(config.seed), jnp.zeros(shape))
+        shape = (1, 128, 128, 3) if net == "generator" else (1, 32, 32, 3 + config.model.num_joints)
+        variables = models.init(module, jax.random.PRNGKey(config.seed), jnp.zeros(shape))
         source = f"a fresh initialisation (seed {config.seed})"
     state_dict = weights.to_torch(variables, config.model, net)
     weights.save_file(state_dict, out)

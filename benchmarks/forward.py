@@ -36,7 +36,7 @@ def bench(preset: str, dtype: str, batch: int, height: int, width: int, joints: 
     cfg = models.hrnet_config(preset, num_joints=joints, dtype=dtype)
     net = models.generator(cfg)
     images = jax.random.normal(jax.random.PRNGKey(0), (batch, height, width, 3), jnp.float32)
-    variables = jax.jit(net.init)(jax.random.PRNGKey(1), images[:1])
+    variables = models.init(net, jax.random.PRNGKey(1), images[:1])
     forward = jax.jit(lambda v, x: net.apply(v, x, train=False))
     compiled = forward.lower(variables, images).compile()
     analysis = compiled.memory_analysis()

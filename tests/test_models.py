@@ -69,17 +69,29 @@ def test_bfloat16_close_to_float32(name):
     assert out16.dtype == jnp.float32
     assert relative_error(out16, out32) < 2e-2
     # parameters and BatchNorm statistics stay float32 under bfloat16 compute
-    fresh = jax.jit(g16.init)(jax.random.PRNGKey(0), x)
-    _, updates = jit_apply(g16)(fresh, x, train=True, mutable="batch_stats")
-    for leaf in jax.tree_util.tree_leaves((fresh, updates)):
+    _, updates = jit_apply(g16)(variables, x, train=True, mutable="batch_stats")
+    for leaf in jax.tree_util.tree_leaves(updates):
         assert leaf.dtype == jnp.float32
+    shapes = jax.eval_shape(g16.init, jax.random.PRNGKey(0), x)
+    assert {leaf.dtype for leaf in jax.tree_util.tree_leaves(shapes)} == {jnp.dtype("float32")}
+
+
+@pytest.mark.slow  # compiles the plain Flax init too: ~18 s on a CPU
+def test_quick_init_matches_plain_init():
+    g = models.generator(models.hrnet_config("tiny", num_joints=17))
+    x = jnp.zeros((1, 64, 64, 3))
+    quick = models.init(g, jax.random.PRNGKey(3), x)
+    plain = jax.jit(g.init)(jax.random.PRNGKey(3), x)
+    assert jax.tree_util.tree_structure(quick) == jax.tree_util.tree_structure(plain)
+    for a, b in zip(jax.tree_util.tree_leaves(quick), jax.tree_util.tree_leaves(plain)):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-9)
 
 
 def test_generator_shapes_and_official_init():
     cfg = models.hrnet_config("tiny", num_joints=16, final_conv_kernel=3)
     g = models.generator(cfg)
     x = jnp.zeros((3, 256, 192, 3))
-    variables = jax.jit(g.init)(jax.random.PRNGKey(0), x)
+    variables = models.init(g, jax.random.PRNGKey(0), x[:1])
     assert jax.eval_shape(g.apply, variables, x).shape == (3, 64, 48, 16)
     sd = weights.to_torch(variables, cfg)
     convs = [v for k, v in sd.items() if v.ndim == 4]
@@ -94,7 +106,7 @@ def test_discriminator_pytorch_default_init_and_input_check():
     cfg = models.hrnet_config("tiny", num_joints=17)
     d = models.discriminator(cfg)
     x = jnp.zeros((2, 32, 24, 20))
-    variables = jax.jit(d.init)(jax.random.PRNGKey(0), x)
+    variables = models.init(d, jax.random.PRNGKey(0), x[:1])
     assert jax.eval_shape(d.apply, variables, x).shape == (2, 32, 24, 17)
     sd = weights.to_torch(variables, cfg, net="discriminator")
     for key in ["layer1.0.conv1.weight", "stage4.0.branches.3.0.conv2.weight", "final_layer.weight"]:

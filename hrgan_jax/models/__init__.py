@@ -5,6 +5,7 @@
 """
 from __future__ import annotations
 
+import jax
 import ml_collections
 
 from hrgan_jax.models.config import (IMAGENET_LAYERS, NetSpec, config_from_official,
@@ -24,6 +25,28 @@ def discriminator(cfg: ml_collections.ConfigDict) -> HRDiscriminator:
     return HRDiscriminator(validate(cfg))
 
 
-__all__ = ["IMAGENET_LAYERS", "NetSpec", "config_from_official", "hrnet_config", "validate",
+# Compiling Flax init spends most of its time optimising one RNG draw per parameter; the
+# program runs once, so optimise it less.  Values agree with a plain jax.jit(init) to
+# float32 rounding (the compiler may fuse multiply-adds differently).
+_INIT_COMPILER_OPTIONS = {"xla_backend_optimization_level": 0,
+                          "xla_llvm_disable_expensive_passes": True}
+
+
+def init(module, key: jax.Array, *inputs: jax.Array) -> dict:
+    """``module.init(key, *inputs)`` (eval mode), compiled for a quick start.
+
+    Faster to compile than ``jax.jit(module.init)`` (on a 2-core CPU: HRNet-W32
+    45 s -> 27 s, the tiny preset 19 s -> 6 s).  Parameter shapes do not depend on
+    the inputs' spatial size, so small inputs do.
+    """
+    lowered = jax.jit(module.init).lower(key, *inputs)
+    try:
+        compiled = lowered.compile(compiler_options=_INIT_COMPILER_OPTIONS)
+    except Exception:  # noqa: BLE001 - a backend without these options: compile as usual
+        compiled = lowered.compile()
+    return compiled(key, *inputs)
+
+
+__all__ = ["init", "IMAGENET_LAYERS", "NetSpec", "config_from_official", "hrnet_config", "validate",
            "generator", "discriminator", "discriminator_input", "resize_to_heatmap",
            "PoseHighResolutionNet", "HRDiscriminator"]
