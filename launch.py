@@ -17,6 +17,7 @@ Examples:
 """
 from __future__ import annotations
 
+import os
 import sys
 
 from absl import app, flags
@@ -24,7 +25,8 @@ from ml_collections import config_flags
 
 MODES = ("export", "check")
 
-config_flags.DEFINE_config_file("config", "configs/default.py",
+config_flags.DEFINE_config_file("config", os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                                       "configs", "default.py"),
                                 "Config file (':' then a preset: w32, w48, tiny); override any "
                                 "field with --config.<path>=<value>.", lock_config=True)
 flags.DEFINE_enum("net", "generator", ["generator", "discriminator"], "Which network.")

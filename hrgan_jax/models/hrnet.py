@@ -178,6 +178,10 @@ def transition(xs: Sequence[jax.Array], pre: Sequence[int], cur: Sequence[int], 
                train: bool, dtype: Any, kernel_init: Initializer) -> list[jax.Array]:
     """Between stages: re-width changed branches (conv3x3 s1), open new ones from the last.
 
+    A new branch is opened from the lowest-resolution input, as in the official code.
+    A re-widened existing branch takes its own input; the official forward would feed
+    it the lowest-resolution input too, which only runs when there is one branch
+    (transition1), so no official config can tell the two apart.
     Creates submodules in the calling module's compact scope.
     """
     kw = dict(dtype=dtype, kernel_init=kernel_init)
@@ -208,10 +212,10 @@ def high_resolution_trunk(x: jax.Array, spec: NetSpec, train: bool, dtype: Any,
     for k in range(4):
         x = Bottleneck(64, downsample=(k == 0 and x.shape[-1] != 64 * Bottleneck.expansion),
                        name=f"layer1.{k}", **kw)(x, train)
-    xs, channels = [x], [64 * Bottleneck.expansion]
+    xs, channels = [x], (64 * Bottleneck.expansion,)
     for s, stage in enumerate(spec.stages, start=2):
         expansion = BLOCKS[stage.block].expansion
-        cur = [c * expansion for c in stage.num_channels]
+        cur = tuple(c * expansion for c in stage.num_channels)
         xs = transition(xs, channels, cur, f"transition{s - 1}", train, **kw)
         channels = cur
         for m in range(stage.num_modules):

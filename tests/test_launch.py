@@ -1,0 +1,75 @@
+"""The command line and the benchmark script, run as a user runs them."""
+import pathlib
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import load_reference
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+
+
+def run(*args, cwd=ROOT):
+    return subprocess.run([sys.executable, *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=600)
+
+
+def test_export_then_check(tmp_path):
+    out = tmp_path / "d.npz"
+    # run from elsewhere: the default config is found next to launch.py
+    r = run(str(ROOT / "launch.py"), "export", "--config=" + str(ROOT / "configs/default.py") + ":tiny",
+            "--net=discriminator", f"--out={out}", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "discriminator from a fresh initialisation (seed 0)" in r.stdout
+    assert np.load(out)["final_layer.weight"].shape == (17, 8, 1, 1)
+
+    r = run("launch.py", "check", "--config=configs/default.py:tiny", "--net=discriminator",
+            f"--weights={out}")
+    assert r.returncode == 0, r.stderr
+    assert "fits the discriminator" in r.stdout
+
+    r = run("launch.py", "check", "--config=configs/default.py:tiny", "--net=generator",
+            f"--weights={out}")
+    assert r.returncode == 1
+    assert "does not fit" in r.stdout and "conv1.weight (64, 3, 3, 3)" in r.stdout
+
+
+def test_export_converts_official_weights(tmp_path):
+    _, _, sd = load_reference("hrnet_tiny_k3_17j_128x96")
+    src = tmp_path / "official.npz"
+    np.savez(src, **{f"module.{k}": v for k, v in sd.items()})
+    out = tmp_path / "g.safetensors"
+    r = run("launch.py", "export", "--config=configs/default.py:tiny",
+            "--config.model.final_conv_kernel=3", f"--weights={src}", f"--out={out}")
+    assert r.returncode == 0, r.stderr
+    from safetensors.numpy import load_file
+    back = load_file(str(out))
+    assert sorted(back) == sorted(sd)
+    assert all(np.array_equal(back[k], v) for k, v in sd.items())
+
+
+def test_bad_command_lines_say_what_is_wrong(tmp_path):
+    r = run("launch.py", "check", "--config=configs/default.py:tiny",
+            "--config.model.num_jionts=3", f"--weights={tmp_path / 'x.npz'}")
+    assert r.returncode != 0 and "num_jionts" in r.stderr
+    r = run("launch.py", "train")
+    assert r.returncode != 0 and "export | check" in r.stderr
+    r = run("launch.py", "check", f"--weights={tmp_path / 'missing.npz'}")
+    assert r.returncode != 0 and "missing.npz" in r.stderr
+    r = run("launch.py", "--help")  # absl prints the module docstring and the flags
+    assert "Modes:" in r.stdout and "--weights" in r.stdout and "--config" in r.stdout
+
+
+@pytest.mark.slow  # compiles two networks in a subprocess: ~20 s on a CPU
+def test_forward_benchmark_prints_a_table():
+    r = run("benchmarks/forward.py", "--preset=tiny", "--batch=2", "--height=64", "--width=64",
+            "--iters=2", "--warmup=1", "--dtype=float32,bfloat16")
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0].startswith("device: cpu")
+    rows = [line.split() for line in lines if line.startswith(("float32", "bfloat16"))]
+    assert [row[0] for row in rows] == ["float32", "bfloat16"]
+    assert all(float(row[3]) > 0 for row in rows)  # images/s
+    assert all("MiB" in line for line in lines if line.startswith(("float32", "bfloat16")))
