@@ -20,7 +20,7 @@ from __future__ import annotations
 import os
 import sys
 
-from absl import app, flags
+from absl import app, flags, logging
 from ml_collections import config_flags
 
 MODES = ("export", "check")
@@ -76,6 +76,7 @@ def check(config, net: str, weights_path: str) -> int:
 
 def main(argv) -> None:
     mode = _mode(argv)
+    logging.set_verbosity(logging.WARNING)  # absl's INFO default echoes JAX's backend probing
     config = FLAGS.config
     if mode == "export":
         if not FLAGS.out:

@@ -48,8 +48,13 @@ def trained_scale(variables: dict) -> dict:
 
 
 def bench(preset: str, dtype: str, batch: int, height: int, width: int, joints: int,
-          iters: int, warmup: int) -> dict:
-    cfg = models.hrnet_config(preset, num_joints=joints, dtype=dtype)
+          iters: int, warmup: int, cfg=None) -> dict:
+    """Times one network config; ``cfg`` (a network ConfigDict) replaces the preset."""
+    if cfg is None:
+        cfg = models.hrnet_config(preset, num_joints=joints, dtype=dtype)
+    else:
+        cfg = cfg.copy_and_resolve_references()
+        cfg.dtype = dtype
     net = models.generator(cfg)
     images = jax.random.normal(jax.random.PRNGKey(0), (batch, height, width, 3), jnp.float32)
     variables = trained_scale(models.init(net, jax.random.PRNGKey(1), images[:1, :64, :64]))

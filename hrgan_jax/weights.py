@@ -177,8 +177,11 @@ def _mismatch(what: str, slots: Mapping[str, _Slot], given: Mapping[str, np.ndar
 
 def _assemble(sd: Mapping[str, np.ndarray], slots: Mapping[str, _Slot],
               base: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    variables: dict[str, Any] = jax.tree_util.tree_map(np.asarray, dict(base)) if base else {}
-    variables = {c: _thaw(v) for c, v in variables.items()}
+    """Puts the state_dict's values at their Flax paths, in a copy of ``base`` (if any)."""
+    def copy(tree):
+        return {k: copy(v) for k, v in tree.items()} if isinstance(tree, Mapping) else np.asarray(tree)
+
+    variables = copy(jax.device_get(base)) if base else {}
     for key, slot in slots.items():
         if key not in sd:
             continue
@@ -190,12 +193,6 @@ def _assemble(sd: Mapping[str, np.ndarray], slots: Mapping[str, _Slot],
             tree = tree.setdefault(p, {})
         tree[slot.path[-1]] = value
     return variables
-
-
-def _thaw(tree):
-    if isinstance(tree, Mapping):
-        return {k: _thaw(v) for k, v in tree.items()}
-    return tree
 
 
 def from_torch(state_dict: Mapping[str, Any], cfg: ml_collections.ConfigDict,
