@@ -43,7 +43,6 @@ def _mode(argv) -> str:
 
 def export(config, net: str, weights_path: str | None, out: str) -> None:
     import jax
-    import jax.numpy as jnp
 
     from hrgan_jax import models, weights
     if weights_path:
@@ -51,9 +50,8 @@ def export(config, net: str, weights_path: str | None, out: str) -> None:
                                        what=weights_path)
         source = weights_path
     else:
-        module = models.generator(config.model) if net == "generator" else models.discriminator(config.model)
-        shape = (1, 128, 128, 3) if net == "generator" else (1, 32, 32, 3 + config.model.num_joints)
-        variables = models.init(module, jax.random.PRNGKey(config.seed), jnp.zeros(shape))
+        module, sample = models.network(config.model, net)
+        variables = models.init(module, jax.random.PRNGKey(config.seed), sample)
         source = f"a fresh initialisation (seed {config.seed})"
     state_dict = weights.to_torch(variables, config.model, net)
     weights.save_file(state_dict, out)

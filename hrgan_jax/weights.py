@@ -28,7 +28,6 @@ import numpy as np
 from hrgan_jax import models
 from hrgan_jax.models.hrnet import BatchNorm
 
-NETS = ("generator", "discriminator")
 _IGNORED_SUFFIXES = (".num_batches_tracked",)  # PyTorch bookkeeping; unused with a fixed momentum
 
 
@@ -63,12 +62,6 @@ class PretrainedReport:
     kept_init: tuple[str, ...]
 
 
-def _build(spec: models.NetSpec, net: str) -> tuple[nn.Module, jax.Array]:
-    if net == "generator":
-        return models.PoseHighResolutionNet(spec), jnp.zeros((1, 128, 128, 3), jnp.float32)
-    return models.HRDiscriminator(spec), jnp.zeros((1, 32, 32, 3 + spec.num_joints), jnp.float32)
-
-
 def _torch_shape(leaf: str, shape: tuple[int, ...]) -> tuple[int, ...]:
     if leaf == "kernel":
         kh, kw, i, o = shape
@@ -82,14 +75,14 @@ def layout(cfg: ml_collections.ConfigDict, net: str = "generator") -> dict[str, 
     The order is the order in which the network calls its convs and BatchNorms, which
     is the order the official modules are registered in.
     """
-    if net not in NETS:
-        raise ValueError(f"net must be one of {NETS}, got {net!r}")
+    if net not in models.NETS:
+        raise ValueError(f"net must be one of {models.NETS}, got {net!r}")
     return dict(_layout(models.validate(cfg), net))
 
 
 @functools.lru_cache(maxsize=16)
 def _layout(spec: models.NetSpec, net: str) -> tuple[tuple[str, _Slot], ...]:
-    model, x = _build(spec, net)
+    model, x = models.network(spec, net)
     order: list[tuple[str, ...]] = []
 
     def record(next_fun, args, kwargs, context):
@@ -146,7 +139,7 @@ def clean_state_dict(state_dict: Mapping[str, Any]) -> dict[str, np.ndarray]:
             raise WeightsMismatchError(f"state_dict key {key!r} is not a string")
         if key.endswith(_IGNORED_SUFFIXES):
             continue
-        name = key[len("module."):] if key.startswith("module.") else key
+        name = key.removeprefix("module.")
         if name in out:
             raise WeightsMismatchError(f"state_dict has {name!r} both with and without 'module.'")
         out[name] = _to_numpy(value, key)

@@ -5,7 +5,9 @@
 """
 from __future__ import annotations
 
+import flax.linen as nn
 import jax
+import jax.numpy as jnp
 import ml_collections
 
 from hrgan_jax.models.config import (IMAGENET_LAYERS, NetSpec, config_from_official,
@@ -23,6 +25,21 @@ def generator(cfg: ml_collections.ConfigDict) -> PoseHighResolutionNet:
 def discriminator(cfg: ml_collections.ConfigDict) -> HRDiscriminator:
     """HRGAN's D: (B, h, w, 3 + J) -> reconstructed heatmaps (B, h, w, J)."""
     return HRDiscriminator(validate(cfg))
+
+
+NETS = ("generator", "discriminator")
+
+
+def network(cfg: ml_collections.ConfigDict | NetSpec,
+            net: str = "generator") -> tuple[nn.Module, jax.Array]:
+    """The named network and a small input for ``init`` (parameter shapes do not
+    depend on the input's spatial size)."""
+    spec = cfg if isinstance(cfg, NetSpec) else validate(cfg)
+    if net == "generator":
+        return PoseHighResolutionNet(spec), jnp.zeros((1, 128, 128, 3), jnp.float32)
+    if net == "discriminator":
+        return HRDiscriminator(spec), jnp.zeros((1, 32, 32, 3 + spec.num_joints), jnp.float32)
+    raise ValueError(f"net must be one of {NETS}, got {net!r}")
 
 
 # Compiling Flax init spends most of its time optimising one RNG draw per parameter; the
@@ -47,6 +64,6 @@ def init(module, key: jax.Array, *inputs: jax.Array) -> dict:
     return compiled(key, *inputs)
 
 
-__all__ = ["init", "IMAGENET_LAYERS", "NetSpec", "config_from_official", "hrnet_config", "validate",
+__all__ = ["NETS", "network", "init", "IMAGENET_LAYERS", "NetSpec", "config_from_official", "hrnet_config", "validate",
            "generator", "discriminator", "discriminator_input", "resize_to_heatmap",
            "PoseHighResolutionNet", "HRDiscriminator"]
