@@ -7,7 +7,7 @@
 Times a jitted ``g.apply(variables, images, train=False)`` on whatever device JAX
 sees, after warm-up (compilation excluded), each call ended with block_until_ready;
 reports the median over ``--iters`` calls.  Weights are random at the scale of a
-trained network (see ``trained_scale``).  Memory: the compiled program's arguments +
+trained network (see ``trained_scale_state_dict``).  Memory: the compiled program's arguments +
 outputs + temporaries (XLA's memory analysis), and the device allocator's peak where
 the backend reports one (GPU), else the process's peak resident set (CPU).
 """
@@ -24,27 +24,37 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
 
-from hrgan_jax import models  # noqa: E402
+from hrgan_jax import models, weights  # noqa: E402
 
 
 def _mib(n: float | None) -> str:
     return "-" if n is None else f"{n / 2**20:,.0f} MiB"
 
 
-def trained_scale(variables: dict) -> dict:
-    """Rescales the N(0, 0.001) initial conv kernels to std 1/sqrt(fan_in).
+def trained_scale_state_dict(cfg) -> dict[str, np.ndarray]:
+    """Random official-layout weights at a trained network's scale: conv kernels with
+    std 1/sqrt(fan_in), BN statistics and affines near 1 and 0.
 
-    With the initial kernels, activations shrink layer after layer into float32
+    The N(0, 0.001) initial kernels shrink activations layer after layer into float32
     denormals, which CPUs process many times slower: timings would depend on the
-    weights.  Trained networks keep activations at unit scale, as this does.
+    weights.  Made in numpy, so no Flax init is compiled.
     """
-    def rescale(path, x):
-        if path[-1].key != "kernel":
-            return x
-        fan_in = x.shape[0] * x.shape[1] * x.shape[2]
-        return x * (1.0 / (fan_in ** 0.5 * max(float(jnp.std(x)), 1e-12)))
-    return jax.tree_util.tree_map_with_path(rescale, variables)
+    rng = np.random.default_rng(0)
+    out = {}
+    for key, slot in weights.layout(cfg).items():
+        shape = slot.shape
+        if len(shape) == 4:
+            value = rng.normal(size=shape) / np.sqrt(np.prod(shape[1:]))
+        elif key.endswith("running_var"):
+            value = rng.uniform(0.5, 2.0, shape)
+        elif key.endswith(("running_mean", "bias")):
+            value = rng.normal(0.0, 0.1, shape)
+        else:
+            value = rng.uniform(0.5, 1.5, shape)
+        out[key] = value.astype(np.float32)
+    return out
 
 
 def bench(preset: str, dtype: str, batch: int, height: int, width: int, joints: int,
@@ -57,7 +67,7 @@ def bench(preset: str, dtype: str, batch: int, height: int, width: int, joints: 
         cfg.dtype = dtype
     net = models.generator(cfg)
     images = jax.random.normal(jax.random.PRNGKey(0), (batch, height, width, 3), jnp.float32)
-    variables = trained_scale(models.init(net, jax.random.PRNGKey(1), images[:1, :64, :64]))
+    variables = weights.from_torch(trained_scale_state_dict(cfg), cfg)
     forward = jax.jit(lambda v, x: net.apply(v, x, train=False))
     compiled = forward.lower(variables, images).compile()
     analysis = compiled.memory_analysis()

@@ -41,24 +41,6 @@ def official_model(repo: str, model_cfg: dict):
     return module.PoseHighResolutionNet({"MODEL": model_cfg})
 
 
-def random_state_dict(slots, seed: int = 0) -> dict[str, np.ndarray]:
-    """Official-layout weights with unit-scale activations (no float32 denormals)."""
-    rng = np.random.default_rng(seed)
-    out = {}
-    for key, slot in slots.items():
-        shape = slot.shape
-        if len(shape) == 4:
-            value = rng.normal(size=shape) / np.sqrt(np.prod(shape[1:]))
-        elif key.endswith("running_var"):
-            value = rng.uniform(0.5, 2.0, shape)
-        elif key.endswith(("running_mean", "bias")):
-            value = rng.normal(0.0, 0.1, shape)
-        else:
-            value = rng.uniform(0.5, 1.5, shape)
-        out[key] = value.astype(np.float32)
-    return out
-
-
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--hrnet-repo", required=True, help="checkout of deep-high-resolution-net.pytorch")
@@ -79,7 +61,7 @@ def main(argv=None) -> None:
         model_cfg = yaml.safe_load(f)["MODEL"]
     width, height = model_cfg["IMAGE_SIZE"]
     cfg = models.config_from_official(model_cfg["EXTRA"], model_cfg["NUM_JOINTS"])
-    state_dict = random_state_dict(weights.layout(cfg))
+    state_dict = forward.trained_scale_state_dict(cfg)
 
     theirs = official_model(args.hrnet_repo, model_cfg)
     theirs.load_state_dict({k: torch.from_numpy(v) for k, v in state_dict.items()}, strict=True)
