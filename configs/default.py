@@ -1,22 +1,105 @@
 """Default config: every field, its default and what it means.
 
-    python launch.py export --config=configs/default.py          # HRNet-W32, 17 COCO joints
-    python launch.py export --config=configs/default.py:w48 --config.model.num_joints=16
+The defaults are HRGAN on COCO keypoints with HRNet-W32 at 256x192, trained with the
+public code's optimisers (RMSprop for G, Adam for D).
 
-The argument after ':' picks the network preset: w32 (default), w48 or tiny.  Any
-field can be overridden on the command line as --config.<path>=<value>; an unknown
-path is an error.
+    python launch.py --mode=train --config=configs/default.py --workdir=/tmp/run \
+        --config.data.root=/data/coco
+    python launch.py --mode=export --config=configs/default.py:w48 --config.model.num_joints=16 ...
+
+The argument after ':' picks the network preset: w32 (default), w48, small or tiny.  Any
+field can be overridden on the command line as --config.<path>=<value>; an unknown path
+is an error.  This file is the one place defaults live: the other configs start from it
+and change fields.
 """
+from ml_collections import ConfigDict
+
 from hrgan_jax.models import hrnet_config
 
 
-def get_config(preset: str = "w32"):
-    from ml_collections import ConfigDict
+def get_config(preset: str = "w32") -> ConfigDict:
     config = ConfigDict()
-    # The network of G and D, in the official MODEL.EXTRA's field names (lower case):
-    #   num_joints, final_conv_kernel (1 or 3), stage2..stage4 (num_modules, num_branches,
-    #   block BASIC|BOTTLENECK, num_blocks, num_channels, fuse_method SUM),
-    #   pretrained_layers (ImageNet-initialised layers), dtype (float32 | bfloat16 compute).
+    config.seed = 0  # PRNG seed: parameter initialisation, augmentation order, dropout-free step rng
+
+    # ---- networks --------------------------------------------------------------------
+    # G and D share this stage config (D is HRNet without the stem).  Fields are the
+    # official MODEL.EXTRA's, lower case: num_joints, final_conv_kernel (1 or 3),
+    # stage2..stage4 (num_modules, num_branches, block, num_blocks, num_channels,
+    # fuse_method), pretrained_layers, dtype (float32 | bfloat16 compute).
     config.model = hrnet_config(preset or "w32", num_joints=17)
-    config.seed = 0  # PRNG seed of parameter initialisation
+    config.model.init = ""  # G's initial weights: '' (N(0,0.001)), or an official .pth/.safetensors/.npz
+    config.model.init_full = False  # True: load every key of model.init (a full pose model), strictly
+
+    # ---- data ------------------------------------------------------------------------
+    config.data = ConfigDict()
+    config.data.name = "coco"  # coco | mpii: the annotation layout, joints and flip pairs
+    config.data.root = ""  # dataset directory, laid out as the official dataset
+    config.data.source = "files"  # files (read root directly) | tfds (prepared TFDS dataset)
+    config.data.tfds_dir = ""  # TFDS data_dir when source=tfds ('' = TFDS default)
+    config.data.train_split = "train2017"  # COCO: train2017; MPII: train
+    config.data.val_split = "val2017"  # COCO: val2017; MPII: valid
+    config.data.image_size = (192, 256)  # network input (width, height)
+    config.data.heatmap_size = (48, 64)  # heatmap (width, height) = input / 4
+    config.data.sigma = 2.0  # Gaussian target standard deviation in heatmap pixels
+    config.data.scale_factor = 0.35  # scale augmentation: s * clip(1 + sf * randn, 1 - sf, 1 + sf)
+    config.data.rotation_factor = 45.0  # rotation: clip(rf * randn, -2 rf, 2 rf) degrees
+    config.data.rotation_prob = 0.6  # probability of applying the rotation
+    config.data.flip = True  # horizontal flip with probability 0.5
+    config.data.half_body_prob = 0.3  # probability of the half-body crop
+    config.data.half_body_min_joints = 8  # half-body needs more than this many visible joints
+    config.data.use_gt_boxes = False  # evaluation: ground-truth boxes instead of the detections
+    config.data.detection_file = ""  # COCO results-format person boxes ('' = the official name under root)
+    config.data.image_threshold = 0.0  # evaluation: minimum detection score
+    config.data.skip_bad_records = False  # True: skip and count bad annotations; False: stop with an error
+    config.data.shuffle_buffer = 2048  # records shuffled per epoch (the full set is reshuffled each epoch)
+    config.data.num_parallel_calls = -1  # tf.data decode/augment parallelism (-1 = AUTOTUNE)
+
+    # ---- training --------------------------------------------------------------------
+    config.train = ConfigDict()
+    config.train.batch_size = 64  # global batch: split over all devices of all processes
+    config.train.epochs = 210  # training length in epochs
+    config.train.steps = 0  # when > 0, training length in steps (overrides epochs)
+    config.train.log_every = 50  # steps between metric lines / TensorBoard points
+    config.train.nan_policy = "stop"  # stop (error naming the step) | skip (skip the update, count it)
+
+    # ---- optimisers (the public HRGAN code's values; configs/*_paper.py: the paper's) ---
+    config.optim = ConfigDict()
+    config.optim.g_name = "rmsprop"  # G optimiser: rmsprop | adam
+    config.optim.g_lr = 2.5e-4  # G learning rate
+    config.optim.d_name = "adam"  # D optimiser: adam | rmsprop
+    config.optim.d_lr = 8e-5  # D learning rate
+    config.optim.rmsprop_decay = 0.99  # RMSprop alpha (PyTorch's default)
+    config.optim.adam_b1 = 0.9  # Adam beta1
+    config.optim.adam_b2 = 0.999  # Adam beta2
+    config.optim.eps = 1e-8  # epsilon of both optimisers
+    config.optim.lr_steps = (170, 200)  # epochs at which both learning rates are multiplied by lr_factor
+    config.optim.lr_factor = 0.1  # learning-rate decay factor
+
+    # ---- adversarial term (HRGAN) ----------------------------------------------------
+    config.adversarial = ConfigDict()
+    config.adversarial.enabled = True  # False: plain HRNet training (D and k_t untouched)
+    config.adversarial.equilibrium = True  # False: ablation L_D = (L_real + L_fake) / 2
+    config.adversarial.beta_g = 1e-4  # weight of L_adv in G's loss (eq. 1)
+    config.adversarial.gamma = 0.5  # equilibrium ratio (eq. 5, 6)
+    config.adversarial.lambda_k = 1e-3  # k_t learning rate (eq. 5)
+    config.adversarial.k0 = 0.0  # initial k_t
+    config.adversarial.target_weight_in_d = False  # ablation: weight D's errors by the target weights
+    config.adversarial.adv_grad_through_target = True  # L_adv's gradient also through its target H_hat (public code)
+
+    # ---- evaluation ------------------------------------------------------------------
+    config.eval = ConfigDict()
+    config.eval.every_epochs = 1  # evaluate every this many epochs (0 = only at the end)
+    config.eval.batch_size = 64  # global evaluation batch
+    config.eval.flip_test = True  # average with the mirrored image's heatmaps
+    config.eval.shift_heatmap = True  # flip test: shift the flipped-back heatmaps one pixel right
+    config.eval.post_process = True  # quarter-pixel offset toward the higher neighbour
+    config.eval.in_vis_thre = 0.2  # COCO rescoring: joints above this score count
+    config.eval.oks_thre = 0.9  # COCO OKS-NMS threshold
+    config.eval.max_images = 0  # when > 0, evaluate on the first this many images only
+
+    # ---- checkpoints -----------------------------------------------------------------
+    config.checkpoint = ConfigDict()
+    config.checkpoint.every_steps = 1000  # steps between checkpoints (also saved at the end and on SIGTERM)
+    config.checkpoint.keep = 3  # most recent checkpoints kept (plus the best)
+    config.checkpoint.best_metric = "AP"  # evaluation metric that picks the best checkpoint (COCO AP, MPII Mean)
     return config
