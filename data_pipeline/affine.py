@@ -1,0 +1,61 @@
+"""Centre/scale <-> affine matrices: the one place the crop geometry lives.
+
+A person's crop is given by a centre (x, y) in image pixels and a scale (sw, sh) in
+units of PIXEL_STD = 200 pixels.  The affine maps ``sw * 200`` source pixels of width
+onto the output width, the centre onto the output centre, rotated by ``rot`` degrees
+about the centre (positive = counter-clockwise on the screen).  Training, evaluation and
+prediction all use these functions.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+PIXEL_STD = 200.0
+
+
+def _third_point(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """The point that makes (a, b, c) a right angle at b, turned counter-clockwise."""
+    d = a - b
+    return b + np.array([-d[1], d[0]], dtype=np.float32)
+
+
+def _solve_affine(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """The 2x3 matrix that maps the three src points onto the three dst points, solved
+    in float64 from float32 points (as cv2.getAffineTransform does)."""
+    a = np.concatenate([src.astype(np.float64), np.ones((3, 1))], axis=1)  # (3, 3)
+    return np.linalg.solve(a, dst.astype(np.float64)).T  # (2, 3)
+
+
+def get_affine_transform(center, scale, rot: float, output_size, shift=(0.0, 0.0),
+                         inv: bool = False) -> np.ndarray:
+    """(2, 3) float64 matrix taking image pixels to output pixels (or back, inv=True).
+
+    center: (2,) pixels; scale: (2,) or scalar, units of 200 px; rot: degrees;
+    output_size: (width, height).  Points are built in float32 as the official code
+    builds them, so the result equals its cv2 solution to float64 rounding.
+    """
+    center = np.asarray(center, np.float32)
+    scale = np.broadcast_to(np.asarray(scale, np.float32), (2,))
+    shift = np.asarray(shift, np.float32)
+    src_w = scale[0] * np.float32(PIXEL_STD)
+    dst_w, dst_h = float(output_size[0]), float(output_size[1])
+    rad = np.pi * float(rot) / 180.0
+    sn, cs = np.sin(rad), np.cos(rad)
+    # (0, -src_w / 2) rotated by rot: the direction from the centre to the top edge.
+    src_dir = np.array([src_w * 0.5 * sn, -src_w * 0.5 * cs])  # float64, rounded once below
+    src = np.zeros((3, 2), np.float32)
+    dst = np.zeros((3, 2), np.float32)
+    src[0] = center + scale * np.float32(PIXEL_STD) * shift
+    src[1] = center + src_dir + scale * np.float32(PIXEL_STD) * shift
+    dst[0] = [dst_w * 0.5, dst_h * 0.5]
+    dst[1] = dst[0] + np.array([0.0, -dst_w * 0.5], np.float32)
+    src[2] = _third_point(src[0], src[1])
+    dst[2] = _third_point(dst[0], dst[1])
+    return _solve_affine(dst, src) if inv else _solve_affine(src, dst)
+
+
+def affine_points(points, trans) -> np.ndarray:
+    """Apply a (2, 3) affine to points (..., 2)."""
+    points = np.asarray(points, np.float64)
+    trans = np.asarray(trans, np.float64)
+    return points @ trans[:, :2].T + trans[:, 2]
