@@ -1,0 +1,61 @@
+import jax
+import numpy as np
+import pytest
+
+from conftest import FIXTURES, nchw, nhwc
+from hrgan_jax import keypoints
+from hrgan_jax.skeletons import COCO_FLIP_PAIRS
+
+
+@pytest.fixture(scope="module")
+def flip_ref():
+    with np.load(FIXTURES / "flip_back.npz") as z:
+        return {k: z[k] for k in z.files}
+
+
+@pytest.mark.parametrize("shift,key", [(False, "flip_back"), (True, "flip_back_shifted")])
+def test_flip_back_matches_official(flip_ref, shift, key):
+    assert [tuple(p) for p in flip_ref["flip_pairs"]] == list(COCO_FLIP_PAIRS)
+    out = keypoints.flip_back(nhwc(flip_ref["heatmaps"]), COCO_FLIP_PAIRS, shift=shift)
+    np.testing.assert_array_equal(nchw(np.asarray(out)), flip_ref[key])
+
+
+def test_flip_images_is_an_involution():
+    images = np.random.default_rng(0).integers(0, 255, (2, 5, 4, 3), dtype=np.uint8)
+    flipped = np.asarray(keypoints.flip_images(images))
+    np.testing.assert_array_equal(flipped[:, :, 0], images[:, :, -1])
+    np.testing.assert_array_equal(np.asarray(keypoints.flip_images(flipped)), images)
+
+
+def test_flip_test_heatmaps_of_a_mirror_symmetric_net():
+    """A net that ignores its input: the flip test averages it with its flipped-back self."""
+    rng = np.random.default_rng(1)
+    hm = rng.normal(size=(1, 8, 6, 17)).astype(np.float32)
+    images = rng.integers(0, 255, (2, 32, 24, 3), dtype=np.uint8)
+    apply_fn = lambda x: jax.numpy.broadcast_to(hm, (x.shape[0],) + hm.shape[1:])
+    out = jax.jit(lambda x: keypoints.flip_test_heatmaps(apply_fn, x, COCO_FLIP_PAIRS, True))(images)
+    want = (hm + np.asarray(keypoints.flip_back(hm, COCO_FLIP_PAIRS, True))) * 0.5
+    np.testing.assert_array_equal(np.asarray(out), np.broadcast_to(want, out.shape))
+
+
+def test_decode_matches_official_final_preds():
+    with np.load(FIXTURES / "final_preds.npz") as z:
+        ref = {k: z[k] for k in z.files}
+    coords, maxvals = keypoints.decode(nhwc(ref["heatmaps"]), ref["center"], ref["scale"])
+    assert coords.dtype == np.float32 and maxvals.dtype == np.float32
+    np.testing.assert_array_equal(maxvals, ref["maxvals"])
+    np.testing.assert_array_equal(coords, ref["preds"])
+
+
+def test_heatmap_peaks_cases():
+    hm = np.zeros((1, 6, 7, 4), np.float32)
+    hm[0, 3, 4, 0] = 1.0; hm[0, 3, 5, 0] = 0.5; hm[0, 2, 4, 0] = 0.2  # right, up higher
+    hm[0, 1, 4, 1] = 1.0; hm[0, 1, 5, 1] = 0.5  # y = 1: on the border, no offset
+    hm[..., 2] = -1.0  # all negative: zeroed
+    hm[0, 4, 2, 3] = 2.0  # flat neighbours: sign 0
+    coords, maxvals = keypoints.heatmap_peaks(hm, post_process=True)
+    np.testing.assert_array_equal(np.asarray(coords)[0],
+                                  [[4.25, 2.75], [4, 1], [0, 0], [2, 4]])
+    np.testing.assert_array_equal(np.asarray(maxvals)[0, :, 0], [1, 1, -1, 2])
+    coords, _ = keypoints.heatmap_peaks(hm, post_process=False)
+    np.testing.assert_array_equal(np.asarray(coords)[0, 0], [4, 3])
