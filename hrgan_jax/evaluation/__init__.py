@@ -1,0 +1,40 @@
+"""Evaluation: MPII PCKh (``mpii``) and COCO keypoint AP (``coco``), as the official
+HRNet code computes them, plus the official-looking result table and a JSON writer.
+
+Both evaluators return an OrderedDict of name -> float (MPII: mpii.COLUMNS, percentages;
+COCO: coco.STATS_NAMES, fractions); ``format_table`` prints either.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+
+
+def format_table(results: dict, arch: str = "hrgan") -> str:
+    """The official _print_name_value table (three lines, markdown):
+
+    | Arch | Head | Shoulder | ... |
+    |---|---|...|
+    | pose_hrnet | 97.783 | ... |
+
+    Names longer than 15 characters are cut to 8 + '...', as the official code does.
+    """
+    if len(arch) > 15:
+        arch = arch[:8] + "..."
+    header = "| Arch " + " ".join(f"| {name}" for name in results) + " |"
+    rule = "|---" * (len(results) + 1) + "|"
+    row = "| " + arch + " " + " ".join(f"| {value:.3f}" for value in results.values()) + " |"
+    return "\n".join([header, rule, row])
+
+
+def write_json(results: dict, path) -> str:
+    """Write results (name -> number) as a JSON object, in their order; NaN becomes null."""
+    path = os.fspath(path)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    clean = {k: (None if isinstance(v, float) and math.isnan(v) else float(v))
+             for k, v in results.items()}
+    with open(path, "w") as f:
+        json.dump(clean, f, indent=2)
+        f.write("\n")
+    return path
