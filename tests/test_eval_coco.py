@@ -112,3 +112,27 @@ def test_clear_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="missing.json"):
         coco.evaluate(kpts, np.ones(6), ids, tmp_path / "missing.json", tmp_path / "r.json",
                       scale=scale)
+
+
+def test_rescore_sums_in_float32_like_the_official_loop():
+    rng = np.random.default_rng(3)
+    kpts = rng.uniform(0, 1, (50, 17, 3)).astype(np.float32)
+    box = rng.uniform(0, 1, 50)
+    want = []
+    for n in range(50):  # the official per-person loop, with its scalar types
+        total, count = 0, 0
+        for s in kpts[n, :, 2]:
+            if s > 0.2:
+                total, count = total + s, count + 1
+        want.append((total / count if count else 0) * box[n])
+    np.testing.assert_array_equal(coco.rescore(kpts, box, 0.2), np.array(want))
+
+
+def test_oks_iou_counts_only_confident_detected_joints():
+    g = np.zeros((17, 3))
+    d = np.zeros((1, 17, 3))
+    d[0, :, 2] = 1.0
+    d[0, :8, 0] = 1000.0  # far off, but scored below the threshold
+    d[0, :8, 2] = 0.1
+    assert coco.oks_iou(g, d, 100.0, [100.0], in_vis_thre=0.2)[0] == pytest.approx(1.0)
+    assert coco.oks_iou(g, d, 100.0, [100.0])[0] == pytest.approx(9 / 17)

@@ -59,3 +59,26 @@ def test_heatmap_peaks_cases():
     np.testing.assert_array_equal(np.asarray(maxvals)[0, :, 0], [1, 1, -1, 2])
     coords, _ = keypoints.heatmap_peaks(hm, post_process=False)
     np.testing.assert_array_equal(np.asarray(coords)[0, 0], [4, 3])
+
+
+def test_decode_round_trip_through_the_crop_affine():
+    """Joints -> heatmap pixels (forward affine) -> a peak there -> decode -> the joints."""
+    from data_pipeline import affine
+    rng = np.random.default_rng(2)
+    center = np.array([[320.0, 240.0], [100.5, 380.25]], np.float32)
+    scale = np.array([[1.5, 2.0], [0.9, 1.2]], np.float32)
+    hm_w, hm_h = 48, 64
+    joints = np.empty((2, 5, 2))
+    heatmaps = np.zeros((2, hm_h, hm_w, 5), np.float32)
+    yy, xx = np.mgrid[0:hm_h, 0:hm_w]
+    for b in range(2):
+        trans = affine.get_affine_transform(center[b], scale[b], 0, (hm_w, hm_h))
+        hm_pts = np.stack([rng.integers(3, hm_w - 3, 5), rng.integers(3, hm_h - 3, 5)], 1)
+        joints[b] = affine.affine_points(hm_pts, affine.get_affine_transform(
+            center[b], scale[b], 0, (hm_w, hm_h), inv=True))
+        np.testing.assert_allclose(affine.affine_points(joints[b], trans), hm_pts, atol=1e-6)
+        for j, (x, y) in enumerate(hm_pts):
+            heatmaps[b, :, :, j] = np.exp(-((xx - x) ** 2 + (yy - y) ** 2) / 8.0)
+    coords, maxvals = keypoints.decode(heatmaps, center, scale, post_process=True)
+    np.testing.assert_allclose(coords, joints, rtol=0, atol=1e-3)  # symmetric peak: no offset
+    np.testing.assert_allclose(maxvals, 1.0)
