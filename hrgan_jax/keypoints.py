@@ -24,7 +24,7 @@ from data_pipeline import affine
 
 def flip_images(images: jax.Array) -> jax.Array:
     """Mirror images left-right.  images: (B, H, W, C) -> (B, H, W, C)."""
-    return images[:, :, ::-1, :]
+    return jnp.asarray(images)[:, :, ::-1, :]
 
 
 def _pair_permutation(num_joints: int, flip_pairs: Sequence[Sequence[int]]) -> np.ndarray:
@@ -44,6 +44,7 @@ def flip_back(heatmaps: jax.Array, flip_pairs: Sequence[Sequence[int]],
     and with ``shift`` moves every column one pixel right (column 0 keeps its value),
     as the official flip test does after ``flip_back`` to re-align the mirrored grid.
     """
+    heatmaps = jnp.asarray(heatmaps)
     perm = _pair_permutation(heatmaps.shape[-1], flip_pairs)
     out = heatmaps[:, :, ::-1, :][..., perm]
     if shift:

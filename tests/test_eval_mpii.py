@@ -13,7 +13,7 @@ def ref():
         return {k: z[k] for k in z.files}
 
 
-def _write_gt(path, ref, order=None):
+def _write_gt(path, ref):
     """A gt_valid.mat laid out as the official one (dataset_joints a 1x16 cell array)."""
     names = np.empty((1, 16), object)
     for i, n in enumerate(MPII_SHORT_NAMES):

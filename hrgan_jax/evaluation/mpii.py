@@ -51,6 +51,10 @@ def pckh(preds, jnt_missing, pos_gt_src, headboxes_src, dataset_joints=None,
             f"{n_gt} people of {pos_gt_src.shape[0]} joints: evaluate the whole validation "
             f"set in its annotation order (eval.max_images must be 0 for MPII)")
     names = _joint_names(dataset_joints)
+    absent = [n for n in MPII_SHORT_NAMES if n not in names]
+    if absent:
+        raise ValueError(f"dataset_joints of {source} lacks {absent}: expected the MPII names "
+                         f"{list(MPII_SHORT_NAMES)}")
     col = {name: names.index(name) for name in MPII_SHORT_NAMES}
 
     pos_pred_src = np.transpose(preds[:, :, :2] + 1.0, [1, 2, 0])  # (16, 2, N), 1-based
