@@ -469,9 +469,9 @@ def _place_person(rng, width, height, others, pose, points, height_px):
     lo, hi = xy0.min(0), xy0.max(0)
     for attempt in range(12):
         r = rng.random()
-        if others and r < 0.35:  # overlap a previous person
+        if others and r < 0.3:  # stand beside a previous person, overlapping part of them
             o = others[rng.integers(len(others))]
-            px = o.xy[P["pelvis"], 0] + rng.choice([-1, 1]) * rng.uniform(0.1, 0.5) * max(o.height, height_px) * 0.5
+            px = o.xy[P["pelvis"], 0] + rng.choice([-1, 1]) * rng.uniform(0.15, 0.45) * max(o.height, height_px)
             py = o.xy[P["pelvis"], 1] + rng.uniform(-0.15, 0.15) * height_px
         elif r < 0.5:  # partly outside the image
             px = rng.uniform(-lo[0] - 0.3 * (hi[0] - lo[0]), width - hi[0] + 0.3 * (hi[0] - lo[0]))
