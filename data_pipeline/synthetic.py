@@ -1,0 +1,748 @@
+"""Rendered people as articulated figures, written as COCO- and MPII-format datasets.
+
+One skeleton model gives both joint sets: a 3D figure (pelvis, spine, shoulders,
+arms, legs, a round head with eyes, nose and ears) posed with plausible joint angles,
+turned to any facing, projected orthographically into the image and drawn with
+OpenCV as tapered limbs in painter's order.  Alongside the RGB image an id buffer
+records which part of which person owns each pixel, so that a joint's visibility is
+read from what was actually drawn there (another person, a nearer limb of the same
+person, an occluder).
+
+Left and right are decidable from mirror-consistent cues only: the face (eyes, nose)
+versus hair on the back of the head, a button placket on the front of the shirt,
+feet pointing forward, near limbs drawn over far ones and shaded brighter.  A fixed
+left/right colour code would be no cue at all under flip augmentation (half of the
+training crops would show it swapped), so none is used.
+
+Layouts written (what HRNet's readers expect):
+
+    coco root/annotations/person_keypoints_{split}.json
+         root/images/{split}/{image_id:012d}.jpg
+         root/person_detection_results/COCO_val2017_detections_AP_H_56_person.json
+    mpii root/annot/{split}.json, root/annot/gt_valid.mat, root/images/{image:09d}.jpg
+
+Every image is rendered from its own generator seeded by (seed, dataset, split,
+index), so outputs are byte-identical for a seed and splits can be made in chunks.
+"""
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import zlib
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+import scipy.io
+
+COCO_KEYPOINTS = (
+    "nose", "left_eye", "right_eye", "left_ear", "right_ear", "left_shoulder",
+    "right_shoulder", "left_elbow", "right_elbow", "left_wrist", "right_wrist",
+    "left_hip", "right_hip", "left_knee", "right_knee", "left_ankle", "right_ankle")
+COCO_SKELETON = (
+    (16, 14), (14, 12), (17, 15), (15, 13), (12, 13), (6, 12), (7, 13), (6, 7), (6, 8),
+    (7, 9), (8, 10), (9, 11), (2, 3), (1, 2), (1, 3), (2, 4), (3, 5), (4, 6), (5, 7))
+MPII_JOINTS = (
+    "r_ankle", "r_knee", "r_hip", "l_hip", "l_knee", "l_ankle", "pelvis", "thorax",
+    "upper_neck", "head_top", "r_wrist", "r_elbow", "r_shoulder", "l_shoulder",
+    "l_elbow", "l_wrist")
+# The names gt_valid.mat carries in `dataset_joints` (what MPII's evaluation looks up).
+MPII_MAT_NAMES = (
+    "rank", "rkne", "rhip", "lhip", "lkne", "lank", "pelv", "thrx", "neck", "head",
+    "rwri", "relb", "rsho", "lsho", "lelb", "lwri")
+COCO_DETECTION_FILE = "COCO_val2017_detections_AP_H_56_person.json"
+
+# The figure's points, in body coordinates of a figure 1 unit tall (ankle to head top):
+# x = the person's left, y = up, z = the direction the person faces.
+POINTS = (
+    "pelvis", "l_hip", "r_hip", "l_knee", "r_knee", "l_ankle", "r_ankle", "thorax",
+    "l_sho", "r_sho", "l_elb", "r_elb", "l_wri", "r_wri", "neck", "head", "head_top",
+    "nose", "l_eye", "r_eye", "l_ear", "r_ear", "l_toe", "r_toe", "l_hand", "r_hand",
+    "chest_front", "belly_front")
+P = {name: i for i, name in enumerate(POINTS)}
+COCO_FROM_POINTS = tuple(P[n] for n in (
+    "nose", "l_eye", "r_eye", "l_ear", "r_ear", "l_sho", "r_sho", "l_elb", "r_elb",
+    "l_wri", "r_wri", "l_hip", "r_hip", "l_knee", "r_knee", "l_ankle", "r_ankle"))
+MPII_FROM_POINTS = tuple(P[n] for n in (
+    "r_ankle", "r_knee", "r_hip", "l_hip", "l_knee", "l_ankle", "pelvis", "thorax",
+    "neck", "head_top", "r_wri", "r_elb", "r_sho", "l_sho", "l_elb", "l_wri"))
+
+# Segment lengths and widths in figure heights.
+HEAD_R = 0.068
+TORSO, NECK = 0.30, 0.055
+SHOULDER_HALF, HIP_HALF = 0.105, 0.075
+UPPER_ARM, FOREARM, THIGH, SHIN = 0.165, 0.15, 0.245, 0.245
+CHEST_DEPTH, TORSO_ROUND = 0.04, 0.03  # half the chest's depth, the torso outline's rounding
+
+# Part codes in the id buffer: COCO keypoint k owns code k (its disc or face mark).
+TORSO_CODE, NECK_CODE, HEAD_CODE = 20, 21, 22
+LIMB_CODES = {"l_uarm": 23, "r_uarm": 24, "l_farm": 25, "r_farm": 26, "l_hand": 27,
+              "r_hand": 28, "l_thigh": 29, "r_thigh": 30, "l_shin": 31, "r_shin": 32,
+              "l_foot": 33, "r_foot": 34}
+# A body keypoint is visible when the pixel under it belongs to its disc or a limb that ends there.
+OWNERS = {5: ("l_uarm",), 6: ("r_uarm",), 7: ("l_uarm", "l_farm"), 8: ("r_uarm", "r_farm"),
+          9: ("l_farm", "l_hand"), 10: ("r_farm", "r_hand"), 11: ("l_thigh",),
+          12: ("r_thigh",), 13: ("l_thigh", "l_shin"), 14: ("r_thigh", "r_shin"),
+          15: ("l_shin", "l_foot"), 16: ("r_shin", "r_foot")}
+CODES_PER_PERSON = 64
+OCCLUDER_ID = 1
+
+
+def _rx(a):
+    c, s = np.cos(a), np.sin(a)
+    return np.array([[1, 0, 0], [0, c, -s], [0, s, c]])
+
+
+def _ry(a):
+    c, s = np.cos(a), np.sin(a)
+    return np.array([[c, 0, s], [0, 1, 0], [-s, 0, c]])
+
+
+def _rz(a):
+    c, s = np.cos(a), np.sin(a)
+    return np.array([[c, -s, 0], [s, c, 0], [0, 0, 1]])
+
+
+DOWN = np.array([0.0, -1.0, 0.0])
+
+
+def sample_pose(rng: np.random.Generator) -> dict:
+    """Joint angles (radians) of one of: standing, walking, arms raised, crouching, free."""
+    d = np.deg2rad
+    kind = rng.choice(["stand", "walk", "raise", "crouch", "free"], p=[0.25, 0.25, 0.2, 0.15, 0.15])
+    u = lambda lo, hi: float(rng.uniform(d(lo), d(hi)))  # noqa: E731
+    pose = {"kind": str(kind), "bend": u(-8, 15), "side": u(-8, 8), "twist": u(-15, 15),
+            "head_yaw": u(-35, 35), "head_pitch": u(-20, 20), "head_roll": u(-12, 12)}
+    for s in "lr":
+        pose[s + "_arm_flex"], pose[s + "_arm_abd"], pose[s + "_elbow"] = u(-20, 30), u(5, 25), u(0, 40)
+        pose[s + "_hip_flex"], pose[s + "_hip_abd"], pose[s + "_knee"] = u(-8, 12), u(0, 10), u(0, 15)
+    if kind == "walk":
+        swing = u(15, 40)
+        sign = 1 if rng.random() < 0.5 else -1
+        pose["l_hip_flex"], pose["r_hip_flex"] = sign * swing, -sign * swing * 0.8
+        pose["l_knee" if sign < 0 else "r_knee"] = u(20, 60)
+        pose["l_arm_flex"], pose["r_arm_flex"] = -sign * swing, sign * swing
+        pose["l_elbow"], pose["r_elbow"] = u(10, 60), u(10, 60)
+    elif kind == "raise":
+        for s in "lr":
+            if rng.random() < 0.75:
+                if rng.random() < 0.5:
+                    pose[s + "_arm_abd"], pose[s + "_arm_flex"] = u(60, 175), u(-10, 30)
+                else:
+                    pose[s + "_arm_flex"], pose[s + "_arm_abd"] = u(60, 175), u(0, 40)
+                pose[s + "_elbow"] = u(0, 120)
+    elif kind == "crouch":
+        pose["bend"] = u(15, 50)
+        for s in "lr":
+            pose[s + "_hip_flex"], pose[s + "_knee"] = u(50, 110), u(70, 140)
+            pose[s + "_hip_abd"] = u(0, 25)
+            pose[s + "_arm_flex"], pose[s + "_elbow"] = u(0, 80), u(20, 110)
+    elif kind == "free":
+        pose["bend"] = u(-15, 45)
+        for s in "lr":
+            pose[s + "_arm_flex"], pose[s + "_arm_abd"], pose[s + "_elbow"] = u(-45, 170), u(0, 150), u(0, 140)
+            pose[s + "_hip_flex"], pose[s + "_hip_abd"], pose[s + "_knee"] = u(-25, 95), u(0, 40), u(0, 120)
+    # Facing: mostly towards the camera, some backs, some profiles.
+    r = rng.random()
+    yaw = u(-45, 45) if r < 0.5 else (u(135, 225) if r < 0.7 else u(45, 135) * (1 if rng.random() < 0.5 else -1))
+    pose["yaw"] = yaw
+    pose["roll"] = u(-12, 12) if rng.random() < 0.85 else u(-60, 60)
+    return pose
+
+
+def figure_points(pose: dict) -> np.ndarray:
+    """(len(POINTS), 3) body-frame points of a posed figure 1 unit tall, pelvis at 0."""
+    pts = np.zeros((len(POINTS), 3))
+    torso = _ry(pose["twist"]) @ _rz(pose["side"]) @ _rx(pose["bend"])
+    pts[P["thorax"]] = torso @ [0, TORSO, 0]
+    pts[P["chest_front"]] = pts[P["thorax"]] + torso @ [0, -0.04, CHEST_DEPTH]
+    pts[P["belly_front"]] = torso @ [0, 0.04, CHEST_DEPTH]
+    head_rot = torso @ _ry(pose["head_yaw"]) @ _rx(-pose["head_pitch"]) @ _rz(pose["head_roll"])
+    pts[P["neck"]] = pts[P["thorax"]] + torso @ [0, NECK, 0]
+    head = pts[P["neck"]] + head_rot @ [0, HEAD_R * 0.95, 0]
+    pts[P["head"]] = head
+    pts[P["head_top"]] = head + head_rot @ [0, HEAD_R, 0]
+    pts[P["nose"]] = head + HEAD_R * (head_rot @ [0, -0.2, 1.02])
+    for s, sx in (("l", 1.0), ("r", -1.0)):
+        pts[P[s + "_eye"]] = head + HEAD_R * (head_rot @ [0.4 * sx, 0.2, 0.9])
+        pts[P[s + "_ear"]] = head + HEAD_R * (head_rot @ [0.98 * sx, 0.0, 0.05])
+        sho = pts[P["thorax"]] + torso @ [SHOULDER_HALF * sx, 0, 0]
+        pts[P[s + "_sho"]] = sho
+        arm = torso @ _rz(sx * pose[s + "_arm_abd"]) @ _rx(-pose[s + "_arm_flex"])
+        elb = sho + UPPER_ARM * (arm @ DOWN)
+        fore = arm @ _rx(-pose[s + "_elbow"]) @ DOWN
+        wri = elb + FOREARM * fore
+        pts[P[s + "_elb"]], pts[P[s + "_wri"]] = elb, wri
+        pts[P[s + "_hand"]] = wri + 0.055 * fore
+        hip = np.array([HIP_HALF * sx, 0.0, 0.0])
+        leg = _rz(sx * pose[s + "_hip_abd"]) @ _rx(-pose[s + "_hip_flex"])
+        knee = hip + THIGH * (leg @ DOWN)
+        shin = leg @ _rx(pose[s + "_knee"])
+        ank = knee + SHIN * (shin @ DOWN)
+        pts[P[s + "_hip"]], pts[P[s + "_knee"]], pts[P[s + "_ankle"]] = hip, knee, ank
+        pts[P[s + "_toe"]] = ank + shin @ [0, -0.025, 0.085]
+    # Stand the figure so that its ankles-to-head-top span is 1 when upright.
+    return pts - pts[P["pelvis"]]
+
+
+def project(points: np.ndarray, pose: dict, height_px: float, pelvis_xy) -> tuple:
+    """Body-frame points -> image (x, y) pixels and depth towards the camera (in figure heights).
+
+    Orthographic: the camera looks at the figure's front when yaw = 0, so the
+    person's left appears on the image's right.
+    """
+    world = points @ _ry(pose["yaw"]).T
+    c, s = np.cos(pose["roll"]), np.sin(pose["roll"])
+    x = world[:, 0] * c - world[:, 1] * s
+    y = world[:, 0] * s + world[:, 1] * c
+    xy = np.stack([pelvis_xy[0] + height_px * x, pelvis_xy[1] - height_px * y], axis=1)
+    return xy, world[:, 2]
+
+
+@dataclass
+class Person:
+    xy: np.ndarray  # (len(POINTS), 2) image pixels, 0-based, pixel centres at integers
+    depth: np.ndarray  # (len(POINTS),) towards the camera, figure heights
+    height: float  # pixels
+    pose: dict
+    colours: dict
+    face_dir: np.ndarray  # (3,) head forward in camera coordinates
+    mask: np.ndarray | None = None
+    coco: np.ndarray = field(default_factory=lambda: np.zeros((17, 3)))
+    mpii: np.ndarray = field(default_factory=lambda: np.zeros((16, 2)))
+    mpii_vis: np.ndarray = field(default_factory=lambda: np.zeros(16, np.int64))
+    head_box: np.ndarray = field(default_factory=lambda: np.zeros((2, 2)))  # [[x1, y1], [x2, y2]]
+    bbox: tuple = (0.0, 0.0, 0.0, 0.0)
+    area: int = 0
+    polygons: list = field(default_factory=list)
+
+
+_SKIN = np.array([[255, 220, 185], [234, 192, 150], [200, 150, 110], [160, 110, 75],
+                  [115, 75, 50], [90, 60, 40]], np.float64)
+_HAIR = np.array([[30, 25, 20], [70, 45, 25], [120, 80, 40], [200, 170, 100], [140, 140, 140],
+                  [150, 50, 20]], np.float64)
+
+
+def _random_colour(rng, lo=30, hi=235):
+    return rng.uniform(lo, hi, 3)
+
+
+def _far_colour(rng, avoid, min_dist=140.0):
+    for _ in range(20):
+        c = _random_colour(rng, 0, 255)
+        if np.linalg.norm(c - avoid) >= min_dist:
+            return c
+    return 255.0 - avoid
+
+
+def _person_colours(rng):
+    shirt = _random_colour(rng)
+    trousers = _random_colour(rng)
+    return {"skin": _SKIN[rng.integers(len(_SKIN))] + rng.uniform(-12, 12, 3),
+            "hair": _HAIR[rng.integers(len(_HAIR))] + rng.uniform(-10, 10, 3),
+            "shirt": shirt, "sleeve": shirt if rng.random() < 0.6 else _random_colour(rng),
+            "trousers": trousers, "shoes": _random_colour(rng, 10, 120),
+            "joint": _far_colour(rng, (shirt + trousers) / 2),
+            "placket": _far_colour(rng, shirt, 100.0)}
+
+
+# ---- drawing ------------------------------------------------------------------------
+_SHIFT = 4  # cv2 fractional bits: 1/16 px positions
+_ONE = 1 << _SHIFT
+
+
+def _fx(p):
+    return (int(round(p[0] * _ONE)), int(round(p[1] * _ONE)))
+
+
+class Canvas:
+    """The RGB image, its id buffer and the current person's amodal mask, drawn together."""
+
+    def __init__(self, image: np.ndarray):
+        self.image = image
+        self.ids = np.zeros(image.shape[:2], np.uint16)
+        self.mask = None
+
+    def _each(self, fn, colour, code):
+        fn(self.image, tuple(float(c) for c in np.clip(colour, 0, 255)), cv2.LINE_AA)
+        fn(self.ids, int(code), cv2.LINE_8)
+        if self.mask is not None:
+            fn(self.mask, 1, cv2.LINE_8)
+
+    def disc(self, c, r, colour, code):
+        r = max(r, 1.0)
+        self._each(lambda im, col, lt: cv2.circle(im, _fx(c), int(round(r * _ONE)), col, -1, lt, _SHIFT),
+                   colour, code)
+
+    def polygon(self, pts, colour, code):
+        pts = np.round(np.asarray(pts) * _ONE).astype(np.int32)
+        self._each(lambda im, col, lt: cv2.fillConvexPoly(im, pts, col, lt, _SHIFT), colour, code)
+
+    def ellipse(self, c, axes, angle_deg, colour, code):
+        axes = (int(round(max(axes[0], 1.0) * _ONE)), int(round(max(axes[1], 1.0) * _ONE)))
+        self._each(lambda im, col, lt: cv2.ellipse(im, _fx(c), axes, float(angle_deg), 0, 360, col, -1, lt,
+                                                   _SHIFT), colour, code)
+
+    def limb(self, p0, p1, w0, w1, colour, code, outline=True):
+        """A tapered stroke with round ends; widths in pixels; a darker rim when outline."""
+        p0, p1 = np.asarray(p0, float), np.asarray(p1, float)
+        if outline:
+            self._capsule(p0, p1, w0 + 2.0, w1 + 2.0, np.asarray(colour) * 0.55, code)
+        self._capsule(p0, p1, w0, w1, colour, code)
+
+    def _capsule(self, p0, p1, w0, w1, colour, code):
+        d = p1 - p0
+        n = np.array([-d[1], d[0]]) / max(np.hypot(*d), 1e-6)
+        self.polygon([p0 + n * w0 / 2, p1 + n * w1 / 2, p1 - n * w1 / 2, p0 - n * w0 / 2], colour, code)
+        self.disc(p0, w0 / 2, colour, code)
+        self.disc(p1, w1 / 2, colour, code)
+
+
+def _shade(colour, depth):
+    """Nearer parts lighter, farther darker: a depth cue that survives a mirror flip."""
+    return np.asarray(colour) * float(np.clip(1.0 + 2.5 * depth, 0.6, 1.25))
+
+
+def _hull(points, radius, n=10):
+    a = np.linspace(0, 2 * np.pi, n, endpoint=False)
+    circle = np.stack([np.cos(a), np.sin(a)], 1) * radius
+    cloud = (np.asarray(points)[:, None, :] + circle[None]).reshape(-1, 2).astype(np.float32)
+    return cv2.convexHull(cloud)[:, 0, :].astype(np.float64)
+
+
+def _draw_head(cv: Canvas, person: Person, base: int):
+    xy, dep, h, col = person.xy, person.depth, person.height, person.colours
+    c, r = xy[P["head"]], HEAD_R * h
+    f = person.face_dir  # head forward in camera coordinates (x right, y up, z to camera)
+    rel = lambda name: (dep[P[name]] - dep[P["head"]]) / HEAD_R  # noqa: E731  in [-1, 1]
+    ear_r = max(0.28 * r, 1.2)
+
+    def ear(name, code):
+        cv.ellipse(xy[P[name]], (ear_r * 0.8, ear_r * 1.15), 0.0, col["skin"] * 0.85, base + code)
+
+    for name, code in (("l_ear", 3), ("r_ear", 4)):
+        if -0.35 < rel(name) < 0:
+            ear(name, code)
+    cv.disc(c, r + 1.0, col["skin"] * 0.55, base + HEAD_CODE)
+    cv.disc(c, r, col["skin"], base + HEAD_CODE)
+    # Hair: a disc clipped to the head, covering the back of the head.
+    # Seen from the front it is a cap above the eyes, from the side the back half, from
+    # behind all of the head.
+    up = (xy[P["head_top"]] - c) / r
+    front, back = max(f[2], 0.0), max(-f[2], 0.0)
+    hair_c = c + r * (-0.6 * np.array([f[0], -f[1]]) + up * (0.3 * (1 - back) + 0.75 * front))
+    hair_r = r * (0.9 - 0.18 * front + 0.6 * back)
+    x0, y0 = int(np.floor(c[0] - r - 2)), int(np.floor(c[1] - r - 2))
+    x1, y1 = int(np.ceil(c[0] + r + 3)), int(np.ceil(c[1] + r + 3))
+    H, W = cv.image.shape[:2]
+    if x1 > 0 and y1 > 0 and x0 < W and y0 < H:
+        sx0, sy0, sx1, sy1 = max(x0, 0), max(y0, 0), min(x1, W), min(y1, H)
+        head_mask = np.zeros((y1 - y0, x1 - x0), np.uint8)
+        hair_mask = np.zeros_like(head_mask)
+        off = np.array([x0, y0], float)
+        cv2.circle(head_mask, _fx(c - off), int(round((r - 0.5) * _ONE)), 1, -1, cv2.LINE_8, _SHIFT)
+        cv2.circle(hair_mask, _fx(hair_c - off), int(round(hair_r * _ONE)), 1, -1, cv2.LINE_8, _SHIFT)
+        m = (head_mask & hair_mask)[sy0 - y0:sy1 - y0, sx0 - x0:sx1 - x0].astype(bool)
+        cv.image[sy0:sy1, sx0:sx1][m] = np.clip(col["hair"], 0, 255).astype(np.uint8)
+    for name, code in (("l_ear", 3), ("r_ear", 4)):
+        if rel(name) >= 0:
+            ear(name, code)
+    for name, code in (("l_eye", 1), ("r_eye", 2)):
+        if rel(name) > 0.1:
+            er = max(0.2 * r, 1.2)
+            cv.ellipse(xy[P[name]], (er * (0.4 + 0.6 * rel(name)), er * 0.8), 0.0, (250, 250, 245), base + code)
+            cv.disc(xy[P[name]], max(0.5 * er, 1.0), (20, 20, 30), base + code)
+    if rel("nose") > 0.1:
+        cv.disc(xy[P["nose"]], max(0.17 * r, 1.2), col["skin"] * 0.6 + np.array([60, 0, 0]), base + 0)
+
+
+def _primitives(person: Person):
+    """(depth key, draw function) pairs of one person; drawn in increasing key."""
+    xy, dep, h, col = person.xy, person.depth, person.height, person.colours
+    prims = []
+
+    def key(*names):
+        return float(np.mean([dep[P[n]] for n in names]))
+
+    def limb(a, b, w0, w1, colour, code):
+        k = key(a, b)
+        prims.append((k, lambda cv, base: cv.limb(xy[P[a]], xy[P[b]], w0 * h, w1 * h, _shade(colour, k),
+                                                  base + code)))
+        return k
+
+    limb_keys = {}
+    for s in "lr":
+        limb_keys[s + "_uarm"] = limb(s + "_sho", s + "_elb", 0.06, 0.048, col["sleeve"], LIMB_CODES[s + "_uarm"])
+        limb_keys[s + "_farm"] = limb(s + "_elb", s + "_wri", 0.046, 0.036, col["skin"], LIMB_CODES[s + "_farm"])
+        limb_keys[s + "_hand"] = limb(s + "_wri", s + "_hand", 0.04, 0.03, col["skin"] * 0.92, LIMB_CODES[s + "_hand"])
+        limb_keys[s + "_thigh"] = limb(s + "_hip", s + "_knee", 0.085, 0.065, col["trousers"], LIMB_CODES[s + "_thigh"])
+        limb_keys[s + "_shin"] = limb(s + "_knee", s + "_ankle", 0.062, 0.046, col["trousers"], LIMB_CODES[s + "_shin"])
+        limb_keys[s + "_foot"] = limb(s + "_ankle", s + "_toe", 0.045, 0.035, col["shoes"], LIMB_CODES[s + "_foot"])
+    neck_key = limb("thorax", "neck", 0.05, 0.045, col["skin"] * 0.9, NECK_CODE)
+
+    # Torso: the hull of shoulders, hips and the chest/belly front and back.
+    centre = key("thorax", "pelvis")
+    forward = xy[P["chest_front"]] - xy[P["thorax"]], xy[P["belly_front"]] - xy[P["pelvis"]]
+    torso_pts = [xy[P[n]] for n in ("l_sho", "r_sho", "l_hip", "r_hip", "thorax", "pelvis")]
+    torso_pts += [xy[P["chest_front"]], xy[P["belly_front"]],
+                  xy[P["thorax"]] - forward[0], xy[P["pelvis"]] - forward[1]]
+    hull = _hull(torso_pts, TORSO_ROUND * h)
+    front_visible = (dep[P["chest_front"]] - dep[P["thorax"]]) / CHEST_DEPTH
+
+    def torso(cv, base):
+        cv.polygon(_hull(torso_pts, TORSO_ROUND * h + 1.0), _shade(col["shirt"], 0) * 0.55, base + TORSO_CODE)
+        cv.polygon(hull, _shade(col["shirt"], 0), base + TORSO_CODE)
+        hip_band = [xy[P[n]] for n in ("l_hip", "r_hip", "pelvis", "belly_front")]
+        cv.polygon(_hull(hip_band, TORSO_ROUND * h), _shade(col["trousers"], 0), base + TORSO_CODE)
+        if front_visible > 0.25:  # the shirt's front: a placket from the collar down
+            a, b = xy[P["chest_front"]], xy[P["belly_front"]] + 0.3 * (xy[P["chest_front"]] - xy[P["belly_front"]])
+            w = max(0.02 * h * front_visible, 1.5)
+            cv.limb(a, b, w, w, col["placket"], base + TORSO_CODE, outline=False)
+            cv.disc(a, max(0.03 * h * front_visible, 1.5), col["skin"], base + TORSO_CODE)
+    prims.append((centre - 0.03, torso))
+
+    # Joint discs go right after the limbs that meet there, so those never hide them.
+    for k in range(5, 17):
+        name = POINTS[COCO_FROM_POINTS[k]]
+        kk = max(dep[P[name]], *(limb_keys[o] for o in OWNERS[k])) + 1e-4
+        prims.append((kk, lambda cv, base, name=name, k=k: cv.disc(
+            xy[P[name]], max(0.024 * h, 2.0), _shade(col["joint"], dep[P[name]]), base + k)))
+    # The head covers its own neck whichever way it turns.
+    prims.append((max(dep[P["head"]], neck_key + 1e-4), lambda cv, base: _draw_head(cv, person, base)))
+    return prims
+
+
+def _background(rng, width, height) -> np.ndarray:
+    """Textured clutter: blotchy colour fields, optional stripes or noise, random shapes."""
+    gx, gy = int(rng.integers(2, 7)), int(rng.integers(2, 6))
+    field_ = cv2.resize(rng.random((gy, gx)).astype(np.float32), (width, height), interpolation=cv2.INTER_CUBIC)
+    a, b = _random_colour(rng, 0, 255).astype(np.float32), _random_colour(rng, 0, 255).astype(np.float32)
+    img = a[None, None] + np.clip(field_, 0, 1)[..., None] * (b - a)[None, None]
+    r = rng.random()
+    if r < 0.35:
+        yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+        theta, period = rng.uniform(0, np.pi), rng.uniform(6, 60)
+        wave = np.sin((xx * np.cos(theta) + yy * np.sin(theta)) * (2 * np.pi / period))
+        img += (wave[..., None] * np.float32(rng.uniform(10, 40))) * rng.uniform(0.3, 1.0, 3).astype(np.float32)
+    elif r < 0.7:
+        g = cv2.resize(rng.standard_normal((height // 4, width // 4)).astype(np.float32), (width, height),
+                       interpolation=cv2.INTER_LINEAR)
+        img += g[..., None] * np.float32(rng.uniform(5, 25))
+    img = np.clip(img, 0, 255).astype(np.uint8)
+    for _ in range(int(rng.integers(3, 12))):
+        colour = tuple(float(v) for v in _random_colour(rng, 0, 255))
+        c = (int(rng.integers(0, width)), int(rng.integers(0, height)))
+        s = rng.uniform(0.03, 0.3) * min(width, height)
+        kind = rng.integers(3)
+        if kind == 0:
+            cv2.rectangle(img, (int(c[0] - s), int(c[1] - s * rng.uniform(0.3, 2))), (int(c[0] + s), c[1]), colour, -1)
+        elif kind == 1:
+            cv2.ellipse(img, c, (int(s), int(s * rng.uniform(0.3, 1))), float(rng.uniform(0, 180)), 0, 360, colour, -1,
+                        cv2.LINE_AA)
+        else:
+            d = rng.uniform(-1, 1, 2) * s * 2
+            cv2.line(img, c, (int(c[0] + d[0]), int(c[1] + d[1])), colour, int(rng.integers(1, 8)), cv2.LINE_AA)
+    return img
+
+
+def _occluder(cv: Canvas, rng, centre, size):
+    colour = _random_colour(rng, 0, 255)
+    pts_kind = rng.integers(3)
+    if pts_kind == 0:  # a rotated box
+        w, h, a = size * rng.uniform(0.6, 1.4), size * rng.uniform(0.6, 1.4), rng.uniform(0, np.pi)
+        rot = np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]])
+        corners = np.array([[-w, -h], [w, -h], [w, h], [-w, h]]) / 2 @ rot.T + centre
+        cv.polygon(corners, colour, OCCLUDER_ID)
+    elif pts_kind == 1:  # an ellipse
+        cv.ellipse(centre, (size * rng.uniform(0.4, 0.8), size * rng.uniform(0.3, 0.7)), rng.uniform(0, 180),
+                   colour, OCCLUDER_ID)
+    else:  # a blob: the hull of a few random points
+        cloud = centre + rng.uniform(-0.6, 0.6, (7, 2)) * size
+        cv.polygon(_hull(cloud, size * 0.12, 6), colour, OCCLUDER_ID)
+
+
+def _place_person(rng, width, height, others, pose, points, height_px):
+    """Pelvis position: mostly inside the image, sometimes overlapping another person or
+    partly outside it.  Returns (xy, depth) of the placed figure, or None."""
+    xy0, depth = project(points, pose, height_px, (0.0, 0.0))
+    lo, hi = xy0.min(0), xy0.max(0)
+    for attempt in range(12):
+        r = rng.random()
+        if others and r < 0.3:  # stand beside a previous person, overlapping part of them
+            o = others[rng.integers(len(others))]
+            px = o.xy[P["pelvis"], 0] + rng.choice([-1, 1]) * rng.uniform(0.15, 0.45) * max(o.height, height_px)
+            py = o.xy[P["pelvis"], 1] + rng.uniform(-0.15, 0.15) * height_px
+        elif r < 0.5:  # partly outside the image
+            px = rng.uniform(-lo[0] - 0.3 * (hi[0] - lo[0]), width - hi[0] + 0.3 * (hi[0] - lo[0]))
+            py = rng.uniform(-lo[1] - 0.3 * (hi[1] - lo[1]), height - hi[1] + 0.3 * (hi[1] - lo[1]))
+        else:
+            px = rng.uniform(min(-lo[0], width / 2), max(width - hi[0], width / 2))
+            py = rng.uniform(min(-lo[1], height / 2), max(height - hi[1], height / 2))
+        xy = xy0 + [px, py]
+        coco = xy[list(COCO_FROM_POINTS)]
+        inside = (coco[:, 0] >= 0) & (coco[:, 0] <= width - 1) & (coco[:, 1] >= 0) & (coco[:, 1] <= height - 1)
+        if inside.sum() >= 8:
+            return xy, depth
+    return None
+
+
+def render_scene(rng: np.random.Generator, image_size=(640, 480), people=(1, 3)):
+    """One image and its people.
+
+    Returns (image (H, W, 3) uint8 RGB, [Person]) with each person's `coco` (17, 3)
+    [x, y, v] (v 0 not labelled, 1 labelled but hidden, 2 visible), `mpii` (16, 2) and
+    `mpii_vis`, 0-based pixel coordinates, and their amodal `mask`, `bbox`, `area`,
+    `polygons` and `head_box`.
+    """
+    width, height = int(image_size[0]), int(image_size[1])
+    image = _background(rng, width, height)
+    n = int(rng.integers(people[0], people[1] + 1))
+    persons: list[Person] = []
+    for _ in range(n):
+        pose = sample_pose(rng)
+        points = figure_points(pose)
+        height_px = float(rng.uniform(0.25, 0.85) * height)
+        placed = _place_person(rng, width, height, persons, pose, points, height_px)
+        if placed is None:
+            continue
+        xy, depth = placed
+        head_rot_fwd = (points[P["nose"]] - points[P["head"]]) @ _ry(pose["yaw"]).T
+        c, s = np.cos(pose["roll"]), np.sin(pose["roll"])
+        f = head_rot_fwd / np.linalg.norm(head_rot_fwd)
+        face_dir = np.array([f[0] * c - f[1] * s, f[0] * s + f[1] * c, f[2]])
+        persons.append(Person(xy=xy, depth=depth, height=height_px, pose=pose, colours=_person_colours(rng),
+                              face_dir=face_dir))
+    # Smaller figures are farther away: draw them first.
+    persons.sort(key=lambda q: q.height)
+    cv = Canvas(image)
+    for i, person in enumerate(persons):
+        base = 2 + i * CODES_PER_PERSON
+        person.mask = np.zeros((height, width), np.uint8)
+        cv.mask = person.mask
+        for _, draw in sorted(_primitives(person), key=lambda kd: kd[0]):
+            draw(cv, base)
+        cv.mask = None
+    # Occluders in front of some joints.
+    for person in persons:
+        if rng.random() < 0.3:
+            j = COCO_FROM_POINTS[int(rng.integers(5, 17))]
+            _occluder(cv, rng, person.xy[j] + rng.normal(0, 0.03 * person.height, 2),
+                      person.height * rng.uniform(0.08, 0.2))
+    for i, person in enumerate(persons):
+        _label(person, cv.ids, 2 + i * CODES_PER_PERSON, width, height)
+    return image, persons
+
+
+def _label(person: Person, ids, base, width, height):
+    xy, dep = person.xy, person.depth
+    coco = np.zeros((17, 3))
+    for k in range(17):
+        p = xy[COCO_FROM_POINTS[k]]
+        if not (0 <= p[0] <= width - 1 and 0 <= p[1] <= height - 1):
+            continue
+        if k < 5:
+            rel = (dep[COCO_FROM_POINTS[k]] - dep[P["head"]]) / HEAD_R
+            if rel <= (0.1 if k < 3 else -0.35):  # on the far side of the head: not labelled
+                continue
+            owners = {base + k}
+        else:
+            owners = {base + k} | {base + LIMB_CODES[o] for o in OWNERS[k]}
+        seen = int(ids[int(round(p[1])), int(round(p[0]))]) in owners
+        coco[k] = [p[0], p[1], 2 if seen else 1]
+    person.coco = coco
+    mp = xy[list(MPII_FROM_POINTS)]
+    person.mpii = mp
+    person.mpii_vis = ((mp[:, 0] >= 0) & (mp[:, 0] <= width - 1) & (mp[:, 1] >= 0)
+                       & (mp[:, 1] <= height - 1)).astype(np.int64)
+    c, r = xy[P["head"]], HEAD_R * person.height
+    person.head_box = np.array([c - r, c + r])
+    ys, xs = np.nonzero(person.mask.any(1))[0], np.nonzero(person.mask.any(0))[0]
+    person.bbox = (float(xs[0]), float(ys[0]), float(xs[-1] - xs[0] + 1), float(ys[-1] - ys[0] + 1))
+    person.area = int(np.count_nonzero(person.mask))
+    contours, _ = cv2.findContours(person.mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    person.polygons = [[float(v) for v in cv2.approxPolyDP(cnt, 1.0, True).reshape(-1)]
+                       for cnt in contours if len(cnt) >= 3]
+    person.polygons = [poly for poly in person.polygons if len(poly) >= 6]
+    person.mask = None
+
+
+# ---- dataset writers ----------------------------------------------------------------
+def image_rng(seed: int, dataset: str, split: str, index: int) -> np.random.Generator:
+    """The generator of one image: a pure function of (seed, dataset, split, index)."""
+    return np.random.default_rng(np.random.SeedSequence(
+        [int(seed), zlib.crc32(dataset.encode()), zlib.crc32(split.encode()), int(index)]))
+
+
+def _r(v, nd=2):
+    return float(round(float(v), nd))
+
+
+def _write_jpeg(path, image):
+    if not cv2.imwrite(path, np.ascontiguousarray(image[..., ::-1]), [cv2.IMWRITE_JPEG_QUALITY, 92]):
+        raise OSError(f"could not write {path}")
+
+
+def _coco_image(args):
+    """Render, write and annotate one COCO image: (image entry, [annotation without ids])."""
+    root, split, seed, index, image_id, image_size, people = args
+    image, persons = render_scene(image_rng(seed, "coco", split, index), image_size, people)
+    _write_jpeg(os.path.join(root, "images", split, f"{image_id:012d}.jpg"), image)
+    anns = []
+    for q in persons:
+        num = int(np.count_nonzero(q.coco[:, 2]))
+        if num == 0:
+            continue
+        kpts = [_r(v) if j < 2 else int(v) for row in q.coco for j, v in enumerate(row)]
+        anns.append({"image_id": image_id, "category_id": 1, "keypoints": kpts, "num_keypoints": num,
+                     "bbox": [_r(v) for v in q.bbox], "area": float(q.area), "iscrowd": 0,
+                     "segmentation": [[_r(v, 1) for v in poly] for poly in q.polygons]})
+    entry = {"id": image_id, "file_name": f"{image_id:012d}.jpg", "width": int(image_size[0]),
+             "height": int(image_size[1])}
+    return entry, anns
+
+
+def _mpii_image(args):
+    root, split, seed, index, image_id, image_size, people = args
+    image, persons = render_scene(image_rng(seed, "mpii", split, index), image_size, people)
+    name = f"{image_id:09d}.jpg"
+    _write_jpeg(os.path.join(root, "images", name), image)
+    records, head_boxes = [], []
+    for q in persons:
+        if not q.mpii_vis.any():
+            continue
+        # MPII's centre/scale: scale = person height / 200; the reader moves the centre
+        # down by 15 * scale, so put it that far above the middle of the figure.
+        x, y, w, h = q.bbox
+        scale = max(w, h) / 200.0
+        centre = [x + w / 2, y + h / 2 - 15.0 * scale]
+        joints = [[_r(px + 1), _r(py + 1)] if v else [-1.0, -1.0] for (px, py), v in zip(q.mpii, q.mpii_vis)]
+        records.append({"image": name, "center": [_r(centre[0] + 1), _r(centre[1] + 1)],
+                        "scale": _r(scale, 4), "joints": joints,
+                        "joints_vis": [int(v) for v in q.mpii_vis]})
+        head_boxes.append([[_r(v + 1) for v in q.head_box[0]], [_r(v + 1) for v in q.head_box[1]]])
+    return records, head_boxes
+
+
+def _map(fn, jobs, workers):
+    if workers and workers > 1:
+        with multiprocessing.get_context("spawn").Pool(workers) as pool:
+            return pool.map(fn, jobs, chunksize=max(1, len(jobs) // (4 * workers)))
+    return [fn(job) for job in jobs]
+
+
+def _dump(path, obj):
+    with open(path, "w") as f:
+        json.dump(obj, f, separators=(",", ":"))
+
+
+def write_coco(root, splits=None, seed: int = 0, image_size=(640, 480), people=(1, 3), workers: int = 0) -> dict:
+    """Write a COCO person-keypoints dataset under root; returns {split: {images, people, keypoints}}.
+
+    Image ids run on across the splits in order (1, 2, ...).  The detection file
+    holds, for the split named like val2017 (else the last split), one jittered box per
+    person scored in (0.5, 1] and a few low-scored false positives.
+    """
+    splits = dict(splits if splits is not None else {"train2017": 100, "val2017": 20})
+    os.makedirs(os.path.join(root, "annotations"), exist_ok=True)
+    os.makedirs(os.path.join(root, "person_detection_results"), exist_ok=True)
+    summary, next_id = {}, 1
+    val_split = next((s for s in splits if s.startswith("val")), list(splits)[-1])
+    for split, count in splits.items():
+        os.makedirs(os.path.join(root, "images", split), exist_ok=True)
+        jobs = [(root, split, seed, i, next_id + i, tuple(image_size), tuple(people)) for i in range(count)]
+        next_id += count
+        results = _map(_coco_image, jobs, workers)
+        images, annotations = [], []
+        for entry, anns in results:
+            images.append(entry)
+            for a in anns:
+                annotations.append({"id": len(annotations) + 1, **a})
+        _dump(os.path.join(root, "annotations", f"person_keypoints_{split}.json"),
+              {"info": {"description": f"hrgan-jax synthetic figures, seed {seed}"},
+               "images": images, "annotations": annotations,
+               "categories": [{"id": 1, "name": "person", "supercategory": "person",
+                               "keypoints": list(COCO_KEYPOINTS), "skeleton": [list(p) for p in COCO_SKELETON]}]})
+        if split == val_split:
+            _dump(os.path.join(root, "person_detection_results", COCO_DETECTION_FILE),
+                  _detections(annotations, images, seed, split))
+        summary[split] = {"images": len(images), "people": len(annotations),
+                          "keypoints": int(sum(a["num_keypoints"] for a in annotations))}
+    return summary
+
+
+def _detections(annotations, images, seed, split):
+    """A person detector's output: every person found with a jittered box, plus some noise."""
+    rng = np.random.default_rng(np.random.SeedSequence([int(seed), zlib.crc32(b"detections"),
+                                                        zlib.crc32(split.encode())]))
+    sizes = {im["id"]: (im["width"], im["height"]) for im in images}
+    dets = []
+    for a in annotations:
+        x, y, w, h = a["bbox"]
+        jit = rng.normal(0, 0.05, 4) * [w, h, w, h]
+        x1, y1 = max(x + jit[0], 0.0), max(y + jit[1], 0.0)
+        x2 = min(x + w + jit[2], sizes[a["image_id"]][0])
+        y2 = min(y + h + jit[3], sizes[a["image_id"]][1])
+        dets.append({"image_id": a["image_id"], "category_id": 1,
+                     "bbox": [_r(x1), _r(y1), _r(max(x2 - x1, 1.0)), _r(max(y2 - y1, 1.0))],
+                     "score": max(_r(1.0 - 0.5 * rng.random(), 4), 0.5001)})
+    for im in images:
+        for _ in range(int(rng.poisson(0.3))):
+            W, H = im["width"], im["height"]
+            w, h = rng.uniform(0.05, 0.3) * W, rng.uniform(0.1, 0.6) * H
+            x, y = rng.uniform(0, W - w), rng.uniform(0, H - h)
+            dets.append({"image_id": im["id"], "category_id": 1, "bbox": [_r(x), _r(y), _r(w), _r(h)],
+                         "score": _r(rng.uniform(0.05, 0.35), 4)})
+    dets.sort(key=lambda d: (d["image_id"], -d["score"]))
+    return dets
+
+
+def write_mpii(root, splits=None, seed: int = 0, image_size=(640, 480), people=(1, 3), workers: int = 0) -> dict:
+    """Write an MPII-format dataset (HRNet's json layout) under root; 1-based coordinates.
+
+    annot/{split}.json: [{image, center, scale, joints (16, 2), joints_vis (16,)}] per
+    person; for the
+    split named like valid (else the last split) also annot/gt_{split}.mat with
+    dataset_joints (1, 16) cell of names, jnt_missing (16, N), pos_gt_src (16, 2, N),
+    headboxes_src (2, 2, N).  Image names run on across the splits: 000000001.jpg, ...
+    """
+    splits = dict(splits if splits is not None else {"train": 100, "valid": 20})
+    os.makedirs(os.path.join(root, "annot"), exist_ok=True)
+    os.makedirs(os.path.join(root, "images"), exist_ok=True)
+    summary, next_id = {}, 1
+    val_split = next((s for s in splits if s.startswith("val")), list(splits)[-1])
+    for split, count in splits.items():
+        jobs = [(root, split, seed, i, next_id + i, tuple(image_size), tuple(people)) for i in range(count)]
+        next_id += count
+        results = _map(_mpii_image, jobs, workers)
+        records = [r for rs, _ in results for r in rs]
+        head_boxes = [b for _, bs in results for b in bs]
+        _dump(os.path.join(root, "annot", f"{split}.json"), records)
+        if split == val_split:
+            _write_gt_mat(os.path.join(root, "annot", f"gt_{split}.mat"), records, head_boxes)
+        summary[split] = {"images": count, "people": len(records),
+                          "keypoints": int(sum(sum(r["joints_vis"]) for r in records))}
+    return summary
+
+
+def _write_gt_mat(path, records, head_boxes):
+    n = len(records)
+    names = np.empty((1, 16), dtype=object)
+    for i, name in enumerate(MPII_MAT_NAMES):
+        names[0, i] = np.array([name])
+    pos = np.array([r["joints"] for r in records], np.float64).reshape(n, 16, 2)
+    scipy.io.savemat(path, {
+        "dataset_joints": names,
+        "jnt_missing": (1 - np.array([r["joints_vis"] for r in records], np.float64).reshape(n, 16)).T,
+        "pos_gt_src": pos.transpose(1, 2, 0),
+        "headboxes_src": np.array(head_boxes, np.float64).reshape(n, 2, 2).transpose(1, 2, 0),
+    }, do_compression=False)
+
+
+def write_datasets(root, *, num_train: int, num_val: int, seed: int = 0, image_size=(640, 480),
+                   people=(1, 3), workers: int = 0) -> dict:
+    """Both formats: root/coco and root/mpii.  Returns {'coco': summary, 'mpii': summary}."""
+    return {"coco": write_coco(os.path.join(root, "coco"), {"train2017": num_train, "val2017": num_val}, seed,
+                               image_size, people, workers),
+            "mpii": write_mpii(os.path.join(root, "mpii"), {"train": num_train, "valid": num_val}, seed,
+                               image_size, people, workers)}
