@@ -33,30 +33,6 @@ def _mib(n: float | None) -> str:
     return "-" if n is None else f"{n / 2**20:,.0f} MiB"
 
 
-def trained_scale_state_dict(cfg) -> dict[str, np.ndarray]:
-    """Random official-layout weights at a trained network's scale: conv kernels with
-    std 1/sqrt(fan_in), BN statistics and affines near 1 and 0.
-
-    The N(0, 0.001) initial kernels shrink activations layer after layer into float32
-    denormals, which CPUs process many times slower: timings would depend on the
-    weights.  Made in numpy, so no Flax init is compiled.
-    """
-    rng = np.random.default_rng(0)
-    out = {}
-    for key, slot in weights.layout(cfg).items():
-        shape = slot.shape
-        if len(shape) == 4:
-            value = rng.normal(size=shape) / np.sqrt(np.prod(shape[1:]))
-        elif key.endswith("running_var"):
-            value = rng.uniform(0.5, 2.0, shape)
-        elif key.endswith(("running_mean", "bias")):
-            value = rng.normal(0.0, 0.1, shape)
-        else:
-            value = rng.uniform(0.5, 1.5, shape)
-        out[key] = value.astype(np.float32)
-    return out
-
-
 def bench(preset: str, dtype: str, batch: int, height: int, width: int, joints: int,
           iters: int, warmup: int, cfg=None) -> dict:
     """Times one network config; ``cfg`` (a network ConfigDict) replaces the preset."""
@@ -67,7 +43,7 @@ def bench(preset: str, dtype: str, batch: int, height: int, width: int, joints: 
         cfg.dtype = dtype
     net = models.generator(cfg)
     images = jax.random.normal(jax.random.PRNGKey(0), (batch, height, width, 3), jnp.float32)
-    variables = weights.from_torch(trained_scale_state_dict(cfg), cfg)
+    variables = weights.from_torch(weights.trained_scale_state_dict(cfg), cfg)
     forward = jax.jit(lambda v, x: net.apply(v, x, train=False))
     compiled = forward.lower(variables, images).compile()
     analysis = compiled.memory_analysis()

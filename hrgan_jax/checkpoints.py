@@ -1,0 +1,103 @@
+"""Checkpoints of the train state: orbax, asynchronous, the last K and the best kept.
+
+Each checkpoint is a directory ``checkpoints/<step>/`` with the sharded train state and
+a small JSON ``meta`` (where the data stood, the config's identity).  Orbax writes into
+a temporary directory and renames it when complete, so a run killed mid-save leaves no
+checkpoint that could be mistaken for a complete one.
+"""
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import jax
+import orbax.checkpoint as ocp
+from absl import logging
+from orbax.checkpoint import checkpoint_managers as policies
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that cannot be restored into this run, with the reason."""
+
+
+class Checkpoints:
+    """The run's checkpoint directory.
+
+    every_steps: interval of regular saves; keep: the most recent checkpoints kept;
+    best_metric: evaluation metric whose best checkpoint is kept too (``best_mode``
+    'max' or 'min').
+    """
+
+    def __init__(self, directory: str, *, every_steps: int, keep: int,
+                 best_metric: str | None = None, best_mode: str = "max",
+                 async_save: bool = True):
+        self.directory = os.path.abspath(directory)
+        self.best_metric, self.best_mode = best_metric, best_mode
+        preserve = [policies.LatestN(n=max(1, keep))]
+        if best_metric:
+            preserve.append(policies.BestN(get_metric_fn=self._metric, n=1,
+                                           reverse=best_mode == "min",
+                                           keep_checkpoints_without_metrics=False))
+        options = ocp.CheckpointManagerOptions(
+            save_decision_policy=policies.FixedIntervalPolicy(max(1, every_steps)),
+            preservation_policy=policies.AnyPreservationPolicy(preserve),
+            enable_async_checkpointing=async_save, create=True)
+        self._manager = ocp.CheckpointManager(self.directory, options=options)
+
+    def _metric(self, metrics: dict) -> float:
+        return float(metrics[self.best_metric])
+
+    def latest_step(self) -> int | None:
+        return self._manager.latest_step()
+
+    def all_steps(self) -> list[int]:
+        return list(self._manager.all_steps())
+
+    def best_step(self) -> int | None:
+        """The step whose evaluation scored best, or None before any evaluation."""
+        scored = [(self._metric(m), s) for s in self.all_steps()
+                  if self.best_metric and (m := self._manager.metrics(s)) is not None
+                  and self.best_metric in m]
+        if not scored:
+            return None
+        pick = max if self.best_mode == "max" else min
+        return pick(scored)[1]
+
+    def save(self, step: int, state: Any, meta: dict, metrics: dict | None = None,
+             force: bool = False) -> bool:
+        """Save (asynchronously) when the interval says so, or always with ``force``."""
+        if step in self.all_steps():
+            return False
+        args = ocp.args.Composite(state=ocp.args.StandardSave(state),
+                                  meta=ocp.args.JsonSave(meta))
+        saved = self._manager.save(step, args=args, metrics=metrics, force=force)
+        if saved:
+            logging.info("checkpoint: saving step %d to %s", step, self.directory)
+        return saved
+
+    def restore(self, step: int, abstract_state: Any) -> tuple[Any, dict]:
+        """(state, meta) of checkpoint ``step``, placed as ``abstract_state`` says
+        (a pytree of jax.ShapeDtypeStruct with shardings)."""
+        path = os.path.join(self.directory, str(step))
+        try:
+            restored = self._manager.restore(step, args=ocp.args.Composite(
+                state=ocp.args.StandardRestore(abstract_state), meta=ocp.args.JsonRestore()))
+        except (ValueError, KeyError, TypeError) as e:
+            raise CheckpointError(
+                f"checkpoint {path} does not fit this run's train state (another model "
+                f"size, joint count or switch setting?): {e}") from e
+        return restored["state"], dict(restored["meta"] or {})
+
+    def wait(self) -> None:
+        """Block until pending asynchronous saves are on disk."""
+        self._manager.wait_until_finished()
+
+    def close(self) -> None:
+        self._manager.wait_until_finished()
+        self._manager.close()
+
+
+def abstract_like(tree: Any) -> Any:
+    """ShapeDtypeStructs (with shardings) of a pytree of arrays: a restore target."""
+    return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype,
+                                                       sharding=getattr(x, "sharding", None)), tree)

@@ -1,0 +1,62 @@
+"""HRGAN's losses, eq. (1)-(6) of Cao et al., as the public code computes them.
+
+All heatmaps are (B, h, w, J) float32; every loss is a float32 scalar.  Heatmap MSEs
+are ~1e-3, so beta_G * L_adv is ~1e-7 and k_t moves ~1e-6 a step: everything here is
+computed in float32 whatever the network's compute dtype.
+"""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+
+def content_loss(heatmaps: jax.Array, targets: jax.Array, target_weight: jax.Array) -> jax.Array:
+    """L_content, eq. (2): HRNet's JointsMSELoss with target weights.
+
+    0.5 * mean over batch, joints and pixels of (w_j * (H_hat - H))^2.
+    heatmaps, targets: (B, h, w, J); target_weight: (B, J).
+    """
+    w = target_weight[:, None, None, :].astype(jnp.float32)
+    diff = w * (heatmaps.astype(jnp.float32) - targets.astype(jnp.float32))
+    return 0.5 * jnp.mean(jnp.square(diff))
+
+
+def reconstruction_error(reconstruction: jax.Array, heatmaps: jax.Array,
+                         target_weight: jax.Array | None = None) -> jax.Array:
+    """D's reconstruction error, eq. (3)-(4): mean((D(x_s, H) - H)^2) over all elements.
+
+    L_real with H the ground truth, L_fake and L_adv with H = H_hat.  With
+    ``target_weight`` (B, J) (the paper's 'target weight inside D' ablation) both sides
+    are weighted per joint first, as in the content loss.
+    """
+    diff = reconstruction.astype(jnp.float32) - heatmaps.astype(jnp.float32)
+    if target_weight is not None:
+        diff = target_weight[:, None, None, :].astype(jnp.float32) * diff
+    return jnp.mean(jnp.square(diff))
+
+
+def discriminator_loss(l_real: jax.Array, l_fake: jax.Array, k: jax.Array,
+                       equilibrium: bool = True) -> jax.Array:
+    """L_D, eq. (4): L_real - k_t * L_fake; without equilibrium (ablation) (L_real + L_fake) / 2."""
+    if equilibrium:
+        return l_real - k * l_fake
+    return 0.5 * (l_real + l_fake)
+
+
+def generator_loss(l_content: jax.Array, l_adv: jax.Array, beta_g: float) -> jax.Array:
+    """L_G, eq. (1): L_content + beta_G * L_adv."""
+    return l_content + beta_g * l_adv
+
+
+def equilibrium_update(k: jax.Array, l_real: jax.Array, l_fake: jax.Array, gamma: float,
+                       lambda_k: float) -> jax.Array:
+    """k_{t+1}, eq. (5): clip(k_t + lambda_k * (gamma * L_real - L_fake), 0, 1).
+
+    L_real and L_fake are the values measured in the D step, before D's update.
+    """
+    return jnp.clip(k + lambda_k * (gamma * l_real - l_fake), 0.0, 1.0)
+
+
+def convergence_measure(l_real: jax.Array, l_fake: jax.Array, gamma: float) -> jax.Array:
+    """M_global, eq. (6): L_real + |gamma * L_real - L_fake|."""
+    return l_real + jnp.abs(gamma * l_real - l_fake)

@@ -1,0 +1,98 @@
+"""Devices: the mesh, shardings, multi-process start-up, host batch -> global array.
+
+One mesh axis, ``data``, over every device of every process: the batch is split along
+it and the train state is replicated.  jax.jit with these shardings does the rest (no
+pmap, no pjit).
+"""
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import jax
+import numpy as np
+from absl import logging
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+DATA_AXIS = "data"
+
+# Environment variables by which a cluster launcher announces a multi-process job;
+# jax.distributed.initialize() reads the details itself.
+_CLUSTER_HINTS = {
+    "SLURM": lambda e: int(e.get("SLURM_NTASKS", "1")) > 1,
+    "Open MPI": lambda e: int(e.get("OMPI_COMM_WORLD_SIZE", "1")) > 1,
+    "Kubernetes / JAX env": lambda e: "JAX_COORDINATOR_ADDRESS" in e,
+    "Cloud TPU": lambda e: "TPU_WORKER_HOSTNAMES" in e and "," in e["TPU_WORKER_HOSTNAMES"],
+}
+
+
+def initialize(coordinator: str | None = None, num_processes: int | None = None,
+               process_id: int | None = None) -> None:
+    """Start jax.distributed when this is one process of many; call before any JAX work.
+
+    With an explicit ``coordinator`` (host:port) the process count and id are required;
+    otherwise a known cluster launcher (SLURM, Open MPI, Kubernetes, Cloud TPU) is
+    detected from the environment and JAX reads the rest.  A single process does nothing.
+    """
+    if coordinator:
+        if num_processes is None or process_id is None:
+            raise ValueError("--coordinator needs --num_processes and --process_id")
+        jax.distributed.initialize(coordinator_address=coordinator,
+                                   num_processes=num_processes, process_id=process_id)
+    else:
+        launcher = next((n for n, hint in _CLUSTER_HINTS.items() if hint(os.environ)), None)
+        if launcher is None:
+            return
+        logging.info("multi-process job under %s: starting jax.distributed", launcher)
+        jax.distributed.initialize()
+    logging.info("process %d of %d, %d local / %d global devices", jax.process_index(),
+                 jax.process_count(), jax.local_device_count(), jax.device_count())
+
+
+def make_mesh(devices=None) -> Mesh:
+    """A 1-D ``data`` mesh over all devices (all processes), in process order."""
+    devices = jax.devices() if devices is None else devices
+    return Mesh(np.asarray(devices), (DATA_AXIS,))
+
+
+def replicated(mesh: Mesh) -> NamedSharding:
+    return NamedSharding(mesh, P())
+
+
+def data_sharded(mesh: Mesh) -> NamedSharding:
+    """Leading (batch) axis split over ``data``."""
+    return NamedSharding(mesh, P(DATA_AXIS))
+
+
+def check_batch_size(global_batch: int, mesh: Mesh) -> int:
+    """The per-process batch; the global batch must split evenly over devices."""
+    n = mesh.devices.size
+    if global_batch % n:
+        raise ValueError(f"config.train.batch_size = {global_batch} does not split over "
+                         f"{n} devices; use a multiple of {n}")
+    return global_batch // jax.process_count()
+
+
+def global_batch(host_batch: dict[str, np.ndarray], mesh: Mesh) -> dict[str, jax.Array]:
+    """This process's rows of a batch -> global arrays sharded on ``data``.
+
+    Process p holds rows [p * b, (p + 1) * b) of the global batch (b = rows per process).
+    """
+    sharding = data_sharded(mesh)
+    return {k: jax.make_array_from_process_local_data(sharding, np.asarray(v))
+            for k, v in host_batch.items()}
+
+
+def replicate(tree: Any, mesh: Mesh) -> Any:
+    """Place a host pytree (the same on every process) on every device of the mesh."""
+    sharding = replicated(mesh)
+
+    def put(x):
+        x = np.asarray(x)
+        return jax.make_array_from_callback(x.shape, sharding, lambda index: x[index])
+    return jax.tree.map(put, tree)
+
+
+def to_host(tree: Any) -> Any:
+    """Fully replicated global arrays -> numpy on every process."""
+    return jax.tree.map(lambda x: np.asarray(x.addressable_data(0)), tree)

@@ -1,0 +1,97 @@
+"""The GAN train state and the optimisers that update it.
+
+GANState is a pytree: everything a resumed run needs to continue exactly (both
+networks' parameters, BatchNorm running statistics and optimiser states, the
+equilibrium term k_t, the step).  The optimisers themselves are functions built from
+the config (``optimizers``), not state.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import flax
+import jax
+import jax.numpy as jnp
+import ml_collections
+import optax
+from absl import logging
+
+from hrgan_jax import models, weights
+
+
+@flax.struct.dataclass
+class GANState:
+    step: jax.Array  # int32 (): updates applied or skipped so far = batches consumed
+    g_params: Any  # generator parameters
+    g_stats: Any  # generator BatchNorm running statistics
+    g_opt: Any  # generator optimiser state
+    d_params: Any  # discriminator parameters
+    d_stats: Any  # discriminator BatchNorm running statistics
+    d_opt: Any  # discriminator optimiser state
+    k: jax.Array  # float32 (): the equilibrium term k_t (eq. 5)
+    rng: jax.Array  # PRNG key data, uint32 (2,): split off for any stochastic part of a step
+    skipped: jax.Array  # int32 (): updates skipped because a loss or gradient was not finite
+
+    def generator_variables(self) -> dict:
+        return {"params": self.g_params, "batch_stats": self.g_stats}
+
+    def discriminator_variables(self) -> dict:
+        return {"params": self.d_params, "batch_stats": self.d_stats}
+
+
+def learning_rate(base_lr: float, optim: ml_collections.ConfigDict,
+                  steps_per_epoch: int) -> optax.Schedule:
+    """Step-wise decay: base_lr x lr_factor at each epoch in lr_steps (PyTorch MultiStepLR)."""
+    boundaries = {int(round(e * steps_per_epoch)): optim.lr_factor for e in optim.lr_steps}
+    return optax.piecewise_constant_schedule(base_lr, boundaries)
+
+
+def _optimizer(name: str, lr: optax.Schedule, optim: ml_collections.ConfigDict):
+    if name == "rmsprop":  # torch.optim.RMSprop: eps outside the square root, no momentum
+        return optax.rmsprop(lr, decay=optim.rmsprop_decay, eps=optim.eps, eps_in_sqrt=False)
+    if name == "adam":
+        return optax.adam(lr, b1=optim.adam_b1, b2=optim.adam_b2, eps=optim.eps)
+    raise ValueError(f"config.optim: unknown optimiser {name!r}; choose rmsprop or adam")
+
+
+def optimizers(config: ml_collections.ConfigDict, steps_per_epoch: int):
+    """(g_tx, d_tx, g_lr, d_lr): optax transformations and their learning-rate schedules."""
+    o = config.optim
+    g_lr = learning_rate(o.g_lr, o, steps_per_epoch)
+    d_lr = learning_rate(o.d_lr, o, steps_per_epoch)
+    return _optimizer(o.g_name, g_lr, o), _optimizer(o.d_name, d_lr, o), g_lr, d_lr
+
+
+def initial_variables(config: ml_collections.ConfigDict, seed: int) -> tuple[dict, dict]:
+    """Freshly initialised (G, D) variables; G from ``config.model.init`` when set."""
+    key_g, key_d = jax.random.split(jax.random.PRNGKey(seed))
+    g_module, g_input = models.network(config.model, "generator")
+    d_module, d_input = models.network(config.model, "discriminator")
+    g_vars = models.init(g_module, key_g, g_input)
+    d_vars = models.init(d_module, key_d, d_input)
+    path = config.model.get("init", "")
+    if path:
+        state_dict = weights.load_file(path)
+        if config.model.get("init_full", False):
+            g_vars = weights.from_torch(state_dict, config.model, "generator", what=path)
+            logging.info("generator initialised from every key of %s", path)
+        else:
+            g_vars, report = weights.load_pretrained(g_vars, state_dict, config.model)
+            logging.info("generator initialised from %s: %d tensors loaded, %d dropped, %d kept "
+                         "at init", path, len(report.loaded), len(report.dropped),
+                         len(report.kept_init))
+    return g_vars, d_vars
+
+
+def create(config: ml_collections.ConfigDict, g_tx, d_tx, seed: int | None = None) -> GANState:
+    """A new GANState (host arrays; the trainer places it on the mesh)."""
+    seed = config.seed if seed is None else seed
+    g_vars, d_vars = initial_variables(config, seed)
+    g_params, d_params = g_vars["params"], d_vars["params"]
+    return GANState(
+        step=jnp.zeros((), jnp.int32),
+        g_params=g_params, g_stats=g_vars["batch_stats"], g_opt=g_tx.init(g_params),
+        d_params=d_params, d_stats=d_vars["batch_stats"], d_opt=d_tx.init(d_params),
+        k=jnp.asarray(config.adversarial.k0, jnp.float32),
+        rng=jax.random.key_data(jax.random.PRNGKey(seed + 1)),
+        skipped=jnp.zeros((), jnp.int32))

@@ -1,0 +1,283 @@
+"""train_and_evaluate(config, workdir): builds everything from the config and owns the loop.
+
+The workdir holds ``config.json`` (the config of the latest start), ``checkpoints/``
+(orbax), TensorBoard event files, ``metrics.jsonl`` (every logged point, for
+``curves.png``) and, after training, ``curves.png``.  A rerun with the same workdir
+resumes from the latest complete checkpoint; the data stream resumes at the same batch,
+since batch k is a function of (seed, k) only.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import sys
+import time
+from typing import Any, Callable
+
+import jax
+import ml_collections
+import numpy as np
+from absl import logging
+
+from hrgan_jax import checkpoints as ckpt_lib
+from hrgan_jax import parallel, state as state_lib, step as step_lib
+
+
+class NonFiniteError(FloatingPointError):
+    """A loss or gradient was NaN or Inf (the update was not applied)."""
+
+
+def _abstract_state(config, g_tx, d_tx, mesh) -> Any:
+    """The train state's shapes, dtypes and (replicated) shardings, without computing it."""
+    from hrgan_jax import models
+    g_module, g_input = models.network(config.model, "generator")
+    d_module, d_input = models.network(config.model, "discriminator")
+
+    def build():
+        g = g_module.init(jax.random.PRNGKey(0), g_input)
+        d = d_module.init(jax.random.PRNGKey(0), d_input)
+        return state_lib.GANState(
+            step=jax.numpy.zeros((), "int32"), g_params=g["params"], g_stats=g["batch_stats"],
+            g_opt=g_tx.init(g["params"]), d_params=d["params"], d_stats=d["batch_stats"],
+            d_opt=d_tx.init(d["params"]), k=jax.numpy.zeros((), "float32"),
+            rng=jax.random.key_data(jax.random.PRNGKey(0)), skipped=jax.numpy.zeros((), "int32"))
+
+    sharding = parallel.replicated(mesh)
+    return jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sharding),
+                        jax.eval_shape(build))
+
+
+class _Preemption:
+    """SIGTERM (and SIGINT) set a flag; the loop saves a checkpoint and returns."""
+
+    def __init__(self):
+        self.requested = False
+        self._previous = {}
+
+    def __enter__(self):
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            try:
+                self._previous[sig] = signal.signal(sig, self._handle)
+            except ValueError:  # not the main thread: leave signals alone
+                pass
+        return self
+
+    def _handle(self, signum, frame):
+        if self.requested and signum == signal.SIGINT:
+            raise KeyboardInterrupt  # a second Ctrl-C stops at once
+        logging.warning("received signal %d: saving a checkpoint and stopping", signum)
+        self.requested = True
+
+    def __exit__(self, *exc):
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+    def agreed(self) -> bool:
+        """Whether any process was asked to stop (every process must save the same step)."""
+        if jax.process_count() == 1:
+            return self.requested
+        from jax.experimental import multihost_utils
+        flags = multihost_utils.process_allgather(np.array(self.requested))
+        return bool(np.any(flags))
+
+
+class _Progress:
+    """A progress bar on a terminal, periodic log lines otherwise (and in logs always)."""
+
+    def __init__(self, start: int, total: int, enabled: bool):
+        self.total, self.start = total, start
+        self._bar = None
+        if enabled and sys.stderr.isatty():
+            from tqdm import tqdm
+            self._bar = tqdm(total=total, initial=start, unit="step", dynamic_ncols=True)
+
+    def update(self, step: int, summary: dict[str, float] | None = None) -> None:
+        if self._bar is not None:
+            self._bar.update(step - self._bar.n)
+            if summary:
+                self._bar.set_postfix({k: f"{v:.3g}" for k, v in summary.items()}, refresh=False)
+
+    def close(self):
+        if self._bar is not None:
+            self._bar.close()
+
+
+def _format(values: dict[str, float]) -> str:
+    return " ".join(f"{k} {v:.4g}" for k, v in values.items())
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
+                       evaluator: Callable | None = None) -> dict:
+    """Train (resuming from ``workdir`` when it holds checkpoints) and evaluate.
+
+    evaluator: ``evaluator(generator_variables, step) -> dict`` of metrics; default:
+    built from the config (evaluation on config.data.val_split) unless
+    ``config.eval.every_epochs`` < 0.  Returns the last evaluation's metrics (or {}).
+    """
+    from clu import metric_writers
+
+    from data_pipeline import pipeline
+    os.makedirs(workdir, exist_ok=True)
+    mesh = parallel.make_mesh()
+    global_batch = int(config.train.batch_size)
+    parallel.check_batch_size(global_batch, mesh)
+    lead = jax.process_index() == 0
+    if lead:
+        with open(os.path.join(workdir, "config.json"), "w") as f:
+            f.write(config.to_json_best_effort(indent=2, sort_keys=True))
+
+    num_joints = int(config.model.num_joints)
+    steps_per_epoch = pipeline.steps_per_epoch(config.data, global_batch, num_joints=num_joints)
+    total = int(config.train.steps) if config.train.steps > 0 else int(
+        config.train.epochs) * steps_per_epoch
+    g_tx, d_tx, g_lr, d_lr = state_lib.optimizers(config, steps_per_epoch)
+    train_step = step_lib.make_train_step(config, g_tx, d_tx, g_lr, d_lr)
+    rep, batch_sharding = parallel.replicated(mesh), parallel.data_sharded(mesh)
+    jit_step = jax.jit(train_step, in_shardings=(rep, batch_sharding), out_shardings=(rep, rep),
+                       donate_argnums=0)
+
+    ckpt = ckpt_lib.Checkpoints(os.path.join(workdir, "checkpoints"),
+                                every_steps=int(config.checkpoint.every_steps),
+                                keep=int(config.checkpoint.keep),
+                                best_metric=config.checkpoint.best_metric or None)
+    meta = {"global_batch": global_batch, "seed": int(config.seed), "data": config.data.name,
+            "model": config.model.name, "num_joints": num_joints,
+            "steps_per_epoch": steps_per_epoch}
+    start = ckpt.latest_step()
+    if start is None:
+        state = parallel.replicate(state_lib.create(config, g_tx, d_tx), mesh)
+        start = 0
+        logging.info("starting a new run in %s: %d steps (%d per epoch)", workdir, total,
+                     steps_per_epoch)
+    else:
+        state, saved = ckpt.restore(start, _abstract_state(config, g_tx, d_tx, mesh))
+        for key in ("global_batch", "seed", "steps_per_epoch"):
+            if key in saved and saved[key] != meta[key]:
+                logging.warning("resuming with %s = %s, but the checkpoint was made with %s: the "
+                                "data stream will not continue exactly", key, meta[key], saved[key])
+        logging.warning("resuming %s from step %d of %d", workdir, start, total)
+        print(f"resuming from step {start} of {total} ({ckpt.directory}/{start})", flush=True)
+
+    if evaluator is None and config.eval.every_epochs >= 0:
+        from hrgan_jax.evaluation import runner
+        evaluator = runner.make_evaluator(config, mesh, workdir)
+    every_epochs = int(config.eval.every_epochs)
+
+    writer = metric_writers.create_default_writer(workdir, just_logging=not lead)
+    history_path = os.path.join(workdir, "metrics.jsonl")
+    batches = pipeline.train(config.data, num_joints=num_joints, global_batch=global_batch,
+                             seed=int(config.seed), process_index=jax.process_index(),
+                             process_count=jax.process_count(), start_step=start)
+    progress = _Progress(start, total, lead)
+    log_every = max(1, int(config.train.log_every))
+    sums: dict[str, float] = {}
+    count, window_start, last_eval = 0, time.perf_counter(), {}
+    pending: tuple[int, Any] | None = None
+
+    def collect(item) -> None:
+        """Bring a finished step's metrics to the host (one step behind, so the device
+        never waits) and stop on a non-finite step when the policy says so."""
+        nonlocal count
+        s, metrics = item
+        values = {k: float(v) for k, v in jax.device_get(metrics).items()}
+        if values.pop("finite") < 1.0:
+            last = ckpt.latest_step()
+            where = f"{ckpt.directory}/{last}" if last is not None else "none yet"
+            if config.train.nan_policy == "stop":
+                raise NonFiniteError(
+                    f"step {s}: a loss or gradient is not finite ({_format(values)}); the update "
+                    f"was not applied. Last good checkpoint: {where}. Set "
+                    f"--config.train.nan_policy=skip to skip such steps instead.")
+            logging.warning("step %d: non-finite loss or gradient, update skipped", s)
+        for k, v in values.items():
+            if math.isfinite(v):
+                sums[k] = sums.get(k, 0.0) + v
+        count += 1
+
+    def write_summary(step: int) -> None:
+        nonlocal count, window_start, sums
+        if not count:
+            return
+        elapsed = time.perf_counter() - window_start
+        summary = {k: v / count for k, v in sums.items()}
+        summary["images_per_sec"] = count * global_batch / max(elapsed, 1e-9)
+        summary["steps_per_sec"] = count / max(elapsed, 1e-9)
+        writer.write_scalars(step, summary)
+        if lead:
+            with open(history_path, "a") as f:
+                f.write(json.dumps({"step": step, **summary}) + "\n")
+        progress.update(step, {k: summary[k] for k in ("content_loss", "k") if k in summary})
+        logging.info("step %d/%d (epoch %.2f) %s", step, total, step / steps_per_epoch,
+                     _format(summary))
+        sums, count, window_start = {}, 0, time.perf_counter()
+
+    step = start
+    with _Preemption() as preemption:
+        try:
+            while step < total:
+                batch = parallel.global_batch(next(batches), mesh)
+                state, metrics = jit_step(state, batch)
+                if pending is not None:
+                    collect(pending)
+                pending = (step, metrics)
+                step += 1
+                epoch_end = step % steps_per_epoch == 0
+                eval_now = evaluator is not None and (
+                    (every_epochs > 0 and epoch_end and (step // steps_per_epoch) % every_epochs == 0)
+                    or step == total)
+                save_now = eval_now or step == total or step % ckpt_every(config) == 0
+                if step % log_every == 0 or save_now:
+                    collect(pending)
+                    pending = None
+                    write_summary(step)
+                    stop = preemption.agreed()
+                else:
+                    stop = False
+                eval_metrics = None
+                if eval_now:
+                    eval_metrics = evaluator(parallel.to_host(state.generator_variables()), step)
+                    last_eval = eval_metrics
+                    writer.write_scalars(step, {f"eval/{k}": v for k, v in eval_metrics.items()
+                                                if isinstance(v, (int, float))})
+                ckpt.save(step, state, {**meta, "step": step}, metrics=eval_metrics,
+                          force=save_now or stop)
+                if stop:
+                    ckpt.wait()
+                    logging.warning("stopped at step %d by a signal; checkpoint saved", step)
+                    print(f"stopped at step {step}: checkpoint saved in {ckpt.directory}/{step}",
+                          flush=True)
+                    break
+            if pending is not None:
+                collect(pending)
+                write_summary(step)
+        finally:
+            progress.close()
+            batches_close = getattr(batches, "close", None)
+            if batches_close:
+                batches_close()
+            ckpt.close()
+            writer.flush()
+    if lead and step >= total:
+        _draw_curves(history_path, os.path.join(workdir, "curves.png"))
+    return last_eval
+
+
+def ckpt_every(config) -> int:
+    return max(1, int(config.checkpoint.every_steps))
+
+
+def _draw_curves(history_path: str, out: str) -> None:
+    """curves.png: losses, k_t and M_global against steps, from metrics.jsonl."""
+    if not os.path.exists(history_path):
+        return
+    from hrgan_jax import draw
+    points: dict[int, dict] = {}
+    with open(history_path) as f:
+        for line in f:
+            row = json.loads(line)
+            points[row["step"]] = row  # a resumed run rewrites later steps: keep the last
+    keys = ("content_loss", "l_real", "l_fake", "l_adv", "k", "m_global")
+    history = {k: [(s, points[s][k]) for s in sorted(points) if k in points[s]] for k in keys}
+    draw.plot_curves({k: v for k, v in history.items() if v}, out)

@@ -1,0 +1,91 @@
+"""The train step: one device = eight devices, the HRNet-only switch, the GAN order."""
+import functools
+
+import jax
+import numpy as np
+import pytest
+
+from conftest import random_batch, relative_error, tiny_train_config
+from hrgan_jax import parallel, state as state_lib, step as step_lib, weights
+
+
+@functools.lru_cache(maxsize=None)
+def _setup(adversarial=True):
+    config = tiny_train_config(**{"adversarial.enabled": adversarial})
+    g_tx, d_tx, g_lr, d_lr = state_lib.optimizers(config, steps_per_epoch=2)
+    state = state_lib.create(config, g_tx, d_tx)
+    # HRNet's N(0, 0.001) init drives the tiny net's activations into float32 denormals,
+    # where the compiler's choices (flush to zero or not) differ between programs: start
+    # from weights at a trained network's scale instead.
+    g_vars = weights.from_torch(weights.trained_scale_state_dict(config.model), config.model)
+    state = state.replace(g_params=g_vars["params"], g_stats=g_vars["batch_stats"],
+                          g_opt=g_tx.init(g_vars["params"]))
+    return config, step_lib.make_train_step(config, g_tx, d_tx, g_lr, d_lr), state
+
+
+@functools.lru_cache(maxsize=None)
+def _jitted(n_devices, adversarial):
+    _, train_step, _ = _setup(adversarial)
+    mesh = parallel.make_mesh(jax.devices()[:n_devices])
+    rep = parallel.replicated(mesh)
+    return mesh, jax.jit(train_step, in_shardings=(rep, parallel.data_sharded(mesh)),
+                         out_shardings=(rep, rep))
+
+
+@functools.lru_cache(maxsize=None)
+def _run(n_devices, steps=2, adversarial=True):
+    mesh, f = _jitted(n_devices, adversarial)
+    state = parallel.replicate(_setup(adversarial)[2], mesh)
+    all_metrics = []
+    for i in range(steps):
+        state, metrics = f(state, parallel.global_batch(random_batch(i), mesh))
+        all_metrics.append(jax.device_get(metrics))
+    return jax.device_get(state), all_metrics
+
+
+def _leaves(tree):
+    return np.concatenate([np.ravel(np.asarray(x, np.float64)) for x in jax.tree.leaves(tree)])
+
+
+@pytest.mark.skipif(jax.device_count() < 8, reason="needs 8 (fake CPU) devices")
+def test_one_device_equals_eight_devices():
+    one, (m1,) = _run(1, steps=1)
+    eight, (m8,) = _run(8, steps=1)
+    for name in m1:
+        np.testing.assert_allclose(m8[name], m1[name], rtol=1e-5, err_msg=name)
+    np.testing.assert_allclose(eight.k, one.k, rtol=1e-5, atol=1e-12)
+    for field in ("g_stats", "d_params", "d_stats", "d_opt"):
+        err = relative_error(_leaves(getattr(eight, field)), _leaves(getattr(one, field)))
+        assert err < 1e-5, (field, err)
+    # G's first RMSprop updates are +-10 lr sign(g): an element whose gradient is at the
+    # level of float32 rounding can flip sign between the two reduction orders.  Its
+    # gradient moments and all but a few of its parameters agree to float32 rounding.
+    g1, g8 = _leaves(one.g_params), _leaves(eight.g_params)
+    assert relative_error(_leaves(eight.g_opt), _leaves(one.g_opt)) < 1e-4
+    assert relative_error(g8, g1) < 2e-4
+    assert np.mean(np.abs(g8 - g1) > 1e-5 * (np.abs(g1) + 1e-3)) < 1e-3
+
+
+def test_gan_step_moves_everything_and_k_follows_eq5():
+    config, _, initial = _setup(True)
+    final, metrics = _run(1, steps=2)
+    assert int(final.step) == 2 and int(final.skipped) == 0
+    for field in ("g_params", "g_stats", "d_params", "d_stats"):
+        assert relative_error(_leaves(getattr(final, field)), _leaves(getattr(initial, field))) > 0
+    adv = config.adversarial
+    k = 0.0
+    for m in metrics:  # k_t from the logged L_real, L_fake (measured before D's update)
+        k = min(max(k + adv.lambda_k * (adv.gamma * m["l_real"] - m["l_fake"]), 0.0), 1.0)
+        np.testing.assert_allclose(m["k"], k, rtol=1e-5, atol=1e-12)
+    np.testing.assert_allclose(final.k, k, rtol=1e-5, atol=1e-12)
+    assert all(m["finite"] == 1.0 for m in metrics)
+
+
+def test_adversarial_off_is_hrnet_training():
+    config, _, initial = _setup(False)
+    final, metrics = _run(1, steps=2, adversarial=False)
+    for field in ("d_params", "d_stats", "d_opt"):
+        np.testing.assert_array_equal(_leaves(getattr(final, field)), _leaves(getattr(initial, field)))
+    assert float(final.k) == float(initial.k)
+    assert set(metrics[0]) == {"content_loss", "g_loss", "g_grad_norm", "g_lr", "finite"}
+    assert relative_error(_leaves(final.g_params), _leaves(initial.g_params)) > 0
