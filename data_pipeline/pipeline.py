@@ -122,7 +122,7 @@ def _check_decodable(path: str) -> str | None:
     try:
         data = tf.io.read_file(path)
         augment.image_shape(data, tf.constant(path))
-        tf.io.decode_jpeg(data, channels=3)
+        tf.io.decode_jpeg(data, channels=3, dct_method=augment.DCT)
     except _DECODE_ERRORS as e:
         return e.message.strip().splitlines()[0] if e.message else type(e).__name__
     return None
@@ -205,6 +205,29 @@ def _per_process(global_batch: int, process_index: int, process_count: int) -> i
     return global_batch // process_count
 
 
+def _train_record(flat, *, num_records, global_batch, process_index, per_process, seed):
+    """(record, epoch) of element `flat` of a process's training stream."""
+    flat = tf.cast(flat, tf.int64)
+    spe = num_records // global_batch
+    step, row = flat // per_process, flat % per_process
+    epoch = step // spe
+    pos = (step % spe) * global_batch + process_index * per_process + row
+    rec = tf.random.experimental.index_shuffle(
+        pos, seed=tf.stack([tf.cast(seed, tf.int64), epoch]),
+        max_index=tf.constant(num_records - 1, tf.int64))
+    return rec, epoch
+
+
+def train_record_indices(num_records: int, global_batch: int, seed: int, step: int,
+                         process_index: int = 0, process_count: int = 1) -> np.ndarray:
+    """The record indices in this process's rows of training batch `step` (b,) int64."""
+    b = _per_process(global_batch, process_index, process_count)
+    flat = tf.range(step * b, (step + 1) * b, dtype=tf.int64)
+    rec, _ = _train_record(flat, num_records=num_records, global_batch=global_batch,
+                           process_index=process_index, per_process=b, seed=seed)
+    return rec.numpy()
+
+
 def train(data_cfg, *, num_joints: int, global_batch: int, seed: int, process_index: int = 0,
           process_count: int = 1, start_step: int = 0):
     """Infinite iterator of this process's training batches, starting at start_step.
@@ -225,12 +248,8 @@ def train(data_cfg, *, num_joints: int, global_batch: int, seed: int, process_in
     seed_t = tf.constant(int(seed), tf.int64)
 
     def locate(flat):
-        step, row = flat // b, flat % b
-        epoch = step // spe
-        pos = (step % spe) * global_batch + process_index * b + row
-        rec = tf.random.experimental.index_shuffle(
-            pos, seed=tf.stack([seed_t, epoch]), max_index=tf.constant(n - 1, tf.int64))
-        return rec, epoch
+        return _train_record(flat, num_records=n, global_batch=global_batch,
+                             process_index=process_index, per_process=b, seed=seed_t)
 
     def example(flat):
         rec, epoch = locate(flat)
