@@ -222,10 +222,9 @@ def train_record_indices(num_records: int, global_batch: int, seed: int, step: i
                          process_index: int = 0, process_count: int = 1) -> np.ndarray:
     """The record indices in this process's rows of training batch `step` (b,) int64."""
     b = _per_process(global_batch, process_index, process_count)
-    flat = tf.range(step * b, (step + 1) * b, dtype=tf.int64)
-    rec, _ = _train_record(flat, num_records=num_records, global_batch=global_batch,
-                           process_index=process_index, per_process=b, seed=seed)
-    return rec.numpy()
+    return np.array([int(_train_record(f, num_records=num_records, global_batch=global_batch,
+                                       process_index=process_index, per_process=b,
+                                       seed=seed)[0]) for f in range(step * b, (step + 1) * b)])
 
 
 def train(data_cfg, *, num_joints: int, global_batch: int, seed: int, process_index: int = 0,
