@@ -1,5 +1,6 @@
 """Per-person image ops in the tf.data graph: decode (with a size guard), the official
-training augmentation (half-body, scale, rotation, flip) and the single bilinear warp.
+training augmentation (half-body, scale, rotation, flip) and the single bilinear warp
+(OpenCV's, as the official code).
 
 All randomness is stateless, from one (2,) int64 seed per (run seed, epoch, record), so
 an example's augmentation depends on nothing but that seed.  The flip is folded into the
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import cv2
 import numpy as np
 import tensorflow as tf
 
@@ -24,6 +26,8 @@ MAX_PIXELS = 100_000_000
 DCT = "INTEGER_ACCURATE"
 
 tf.config.set_visible_devices([], "GPU")
+# One thread per warp: tf.data already runs many warps in parallel.
+cv2.setNumThreads(1)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -155,8 +159,9 @@ def decode_and_warp(data, path, trans, image_size, crop_decode: bool = True):
     """
     out_w, out_h = image_size
     shape = image_shape(data, path)
-    inv = _invert(tf.cast(trans, tf.float32))
+    trans = tf.cast(trans, tf.float32)
     if crop_decode:
+        inv = _invert(trans)
         h, w = tf.cast(shape[0], tf.float32), tf.cast(shape[1], tf.float32)
         corners = tf.constant([[0.0, 0.0], [out_w - 1.0, 0.0], [0.0, out_h - 1.0],
                                [out_w - 1.0, out_h - 1.0]])
@@ -169,19 +174,24 @@ def decode_and_warp(data, path, trans, image_size, crop_decode: bool = True):
         y1 = tf.clip_by_value(hi[1], y0, h - 1.0)
         window = tf.cast(tf.stack([y0, x0, y1 - y0 + 1.0, x1 - x0 + 1.0]), tf.int32)
         image = tf.io.decode_and_crop_jpeg(data, window, channels=3, dct_method=DCT)
-        inv = inv - tf.stack([tf.stack([0.0, 0.0, x0]), tf.stack([0.0, 0.0, y0])])
+        # Crop pixel q is image pixel q + (x0, y0): shift the matrix's input accordingly.
+        trans = tf.concat([trans[:, :2], trans[:, 2:] + trans[:, :2] @ tf.stack([[x0], [y0]])], 1)
     else:
         image = tf.io.decode_jpeg(data, channels=3, dct_method=DCT)
-    return warp(image, inv, image_size)
+    return warp(image, trans, image_size)
 
 
-def warp(image, inv, image_size):
-    """uint8 (H, W, 3) -> uint8 (h, w, 3): output pixel p samples the image at inv(p)."""
+def _cv2_warp(image: np.ndarray, trans: np.ndarray, out_w, out_h) -> np.ndarray:
+    return cv2.warpAffine(image, trans.astype(np.float64), (int(out_w), int(out_h)),
+                          flags=cv2.INTER_LINEAR)
+
+
+def warp(image, trans, image_size):
+    """uint8 (H, W, 3) -> uint8 (h, w, 3): the official cv2.warpAffine(INTER_LINEAR, zero
+    border) with trans (image px -> output px).  OpenCV releases the GIL, so parallel
+    tf.data calls run concurrently; it is ~5x faster than TF's ImageProjectiveTransform or
+    a gather-based bilinear warp at this size."""
     out_w, out_h = image_size
-    transform = tf.concat([tf.reshape(inv, [6]), tf.zeros([2])], 0)[None]
-    out = tf.raw_ops.ImageProjectiveTransformV3(
-        images=tf.cast(image, tf.float32)[None], transforms=transform,
-        output_shape=tf.constant([out_h, out_w]), fill_value=0.0,
-        interpolation="BILINEAR", fill_mode="CONSTANT")[0]
-    out = tf.cast(tf.clip_by_value(tf.round(out), 0.0, 255.0), tf.uint8)
+    out = tf.numpy_function(_cv2_warp, [image, tf.cast(trans, tf.float32), out_w, out_h],
+                            tf.uint8, stateful=False)
     return tf.ensure_shape(out, [out_h, out_w, 3])
