@@ -30,7 +30,11 @@ def main(_):
     from data_pipeline import pipeline
     root = FLAGS.root
     if not root:
-        from data_pipeline import synthetic
+        try:
+            from data_pipeline import synthetic
+        except ImportError:
+            raise SystemExit("data_pipeline.synthetic is not available: pass --root=<a COCO-layout "
+                             "dataset> (images/train2017, annotations/person_keypoints_train2017.json)")
         root = tempfile.mkdtemp(prefix="hrgan_bench_coco_")
         synthetic.write_coco(root, splits={"train2017": FLAGS.num_images}, seed=0,
                              image_size=(640, 480))

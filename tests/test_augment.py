@@ -35,7 +35,9 @@ def test_tf_affine_matches_official_fixture():
 def test_importing_affine_does_not_import_tensorflow():
     code = "import sys, data_pipeline.affine, data_pipeline.coco, data_pipeline.mpii; " \
            "print('tensorflow' in sys.modules)"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    repo = str(FIXTURES.parent.parent)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=repo)
     assert out.stdout.strip() == "False"
 
 
