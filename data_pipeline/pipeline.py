@@ -11,8 +11,10 @@ Images leave the host as uint8; heatmap targets are made on the device from the 
 """
 from __future__ import annotations
 
+import atexit
 import dataclasses
 import functools
+import weakref
 import math
 import os
 
@@ -128,6 +130,18 @@ def _check_decodable(path: str) -> str | None:
     return None
 
 
+# Iterators still open at interpreter exit: their tf.data threads may be inside a
+# tf.numpy_function (the cv2 warp, the TFDS reader), which deadlocks with Python's
+# finalisation.  Closing them at exit (while Python is still whole) avoids it.
+_OPEN = weakref.WeakSet()
+
+
+@atexit.register
+def _close_open_iterators():
+    for it in list(_OPEN):
+        it.close()
+
+
 class _Batches:
     """Iterator over numpy batches that turns a decoding failure into a DataError naming the
     file and record (or, when skipping, counts the examples tf.data dropped)."""
@@ -135,6 +149,7 @@ class _Batches:
     def __init__(self, ds, source, locate, per_process: int, start_step: int, skip: bool,
                  drop_keys=("flat",)):
         self._it = ds.as_numpy_iterator()
+        _OPEN.add(self)
         self._source, self._locate, self._b = source, locate, per_process
         self.step = start_step
         self._next_flat = start_step * per_process
@@ -144,10 +159,17 @@ class _Batches:
     def __iter__(self):
         return self
 
+    def close(self) -> None:
+        """Stop the background tf.data work (also done at interpreter exit)."""
+        self._it = None
+        _OPEN.discard(self)
+
     def _records(self, flats) -> list[int]:
         return [int(self._locate(tf.constant(f, tf.int64))[0]) for f in flats]
 
     def __next__(self) -> dict:
+        if self._it is None:
+            raise StopIteration
         try:
             batch = next(self._it)
         except _DECODE_ERRORS as e:
