@@ -220,3 +220,14 @@ def test_oversized_image_is_refused_from_its_header(tmp_path, monkeypatch):
     cfg = coco_cfg(root, image_size=(48, 64))
     with pytest.raises(DataError, match="too large"):
         next(pipeline.train(cfg, num_joints=17, global_batch=2, seed=0))
+
+
+def test_mpii_training_batches(tmp_path):
+    root = write_mpii(str(tmp_path), "train", num_people=4)
+    cfg = coco_cfg(root, name="mpii", image_size=(64, 64), train_split="train",
+                   val_split="valid", scale_factor=0.25, rotation_factor=30.0,
+                   half_body_prob=0.0)
+    batch = next(pipeline.train(cfg, num_joints=16, global_batch=2, seed=0))
+    assert batch["image"].shape == (2, 64, 64, 3) and batch["joints"].shape == (2, 16, 2)
+    with pytest.raises(ValueError, match="num_joints"):
+        pipeline.train(cfg, num_joints=17, global_batch=2, seed=0)
