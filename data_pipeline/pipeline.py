@@ -258,13 +258,13 @@ def train(data_cfg, *, num_joints: int, global_batch: int, seed: int, process_in
     process_count.  The iterator also has .info (DatasetInfo) and .step (the next step).
     """
     b = _per_process(global_batch, process_index, process_count)
+    cfg = _augment_config(data_cfg, num_joints)
     src = _source(data_cfg, data_cfg.train_split, num_joints=num_joints, training=True)
     info = DatasetInfo(src.num_records, global_batch)
     spe = info.steps_per_epoch
     if spe == 0:
         raise DataError(f"{src.num_records} training records cannot fill one global batch of "
                         f"{global_batch}")
-    cfg = _augment_config(data_cfg, num_joints)
     n = src.num_records
     seed_t = tf.constant(int(seed), tf.int64)
 
@@ -315,6 +315,7 @@ def evaluation(data_cfg, *, num_joints: int, global_batch: int, process_index: i
     last global batch is padded with invalid rows.
     """
     b = _per_process(global_batch, process_index, process_count)
+    _augment_config(data_cfg, num_joints)  # checks num_joints against the dataset
     split = data_cfg.val_split
     src = _source(data_cfg, split, num_joints=num_joints, training=False)
     n = src.num_records
