@@ -21,6 +21,7 @@ flags.DEFINE_integer("num_images", 256, "images to generate when --root is not g
 flags.DEFINE_integer("batch", 64, "global batch")
 flags.DEFINE_integer("steps", 20, "timed steps (after warm-up)")
 flags.DEFINE_integer("warmup", 3, "untimed steps")
+flags.DEFINE_bool("crop_decode", True, "config.data.crop_decode")
 flags.DEFINE_integer("parallel", -1, "num_parallel_calls (-1 = AUTOTUNE)")
 FLAGS = flags.FLAGS
 
@@ -41,6 +42,7 @@ def main(_):
     cfg = get_config().data
     cfg.root = root
     cfg.num_parallel_calls = FLAGS.parallel
+    cfg.crop_decode = FLAGS.crop_decode
     it = pipeline.train(cfg, num_joints=17, global_batch=FLAGS.batch, seed=0)
     for _ in range(FLAGS.warmup):
         next(it)

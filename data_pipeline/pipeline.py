@@ -279,7 +279,8 @@ def train(data_cfg, *, num_joints: int, global_batch: int, seed: int, process_in
         shape = augment.image_shape(ex["data"], ex["path"])
         trans, joints, vis = augment.train_transform(
             ex["center"], ex["scale"], ex["joints"], ex["joints_vis"], shape[1], ex_seed, cfg)
-        image = augment.decode_and_warp(ex["data"], ex["path"], trans, cfg.image_size)
+        image = augment.decode_and_warp(ex["data"], ex["path"], trans, cfg.image_size,
+                                        crop_decode=bool(data_cfg.crop_decode))
         return {"image": image, "joints": joints, "joints_vis": vis, "flat": flat}
 
     ds = tf.data.Dataset.range(start_step * b, 2 ** 62)
@@ -332,7 +333,8 @@ def evaluation(data_cfg, *, num_joints: int, global_batch: int, process_index: i
         ex = src.fetch(rec)
         trans = augment.eval_transform(ex["center"], ex["scale"], size)
         image = tf.cond(valid,
-                        lambda: augment.decode_and_warp(ex["data"], ex["path"], trans, size),
+                        lambda: augment.decode_and_warp(ex["data"], ex["path"], trans, size,
+                                                        crop_decode=bool(data_cfg.crop_decode)),
                         lambda: tf.zeros([size[1], size[0], 3], tf.uint8))
         scale = tf.cast(ex["scale"], tf.float32)
         return {"image": image, "center": tf.cast(ex["center"], tf.float32), "scale": scale,
