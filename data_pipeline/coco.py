@@ -1,0 +1,161 @@
+"""COCO keypoints in the HRNet layout -> per-person Records.
+
+    ROOT/annotations/person_keypoints_{train2017,val2017}.json
+    ROOT/images/{train2017,val2017}/*.jpg        (or ROOT/{train2017,val2017}/*.jpg)
+    ROOT/person_detection_results/COCO_val2017_detections_AP_H_56_person.json
+
+Ground truth (training, and evaluation with use_gt_boxes): crowd annotations and people
+with no labelled keypoint are skipped, boxes are clipped to the image and kept if
+x2 >= x1, y2 >= y1 and area > 0 (the official rules), then box -> centre/scale with the
+input's aspect ratio and padding 1.25.  Detections: category 1 with score >= threshold;
+every joint counts as visible.
+"""
+from __future__ import annotations
+
+import math
+import os
+
+import numpy as np
+from absl import logging
+
+from data_pipeline.affine import box_to_center_scale, clip_box
+from data_pipeline.records import BadRecords, DataError, Records, list_images, load_json
+
+DEFAULT_DETECTIONS = os.path.join("person_detection_results",
+                                  "COCO_val2017_detections_AP_H_56_person.json")
+
+
+def annotation_file(root: str, split: str) -> str:
+    return os.path.join(root, "annotations", f"person_keypoints_{split}.json")
+
+
+def image_dir(root: str, split: str) -> str:
+    """ROOT/images/<split>, or ROOT/<split> when only that exists."""
+    for d in (os.path.join(root, "images", split), os.path.join(root, split)):
+        if os.path.isdir(d):
+            return d
+    raise DataError(f"no image directory for split {split!r}: neither "
+                    f"{os.path.join(root, 'images', split)} nor {os.path.join(root, split)} exists")
+
+
+def _images(ann: dict, path: str, bad: BadRecords) -> dict[int, dict]:
+    images = {}
+    if not isinstance(ann, dict) or not isinstance(ann.get("images"), list) \
+            or not isinstance(ann.get("annotations"), list):
+        raise DataError(f"{path}: not a COCO annotation file (needs 'images' and 'annotations' lists)")
+    for i, im in enumerate(ann["images"]):
+        try:
+            images[int(im["id"])] = {"file_name": str(im["file_name"]),
+                                     "width": int(im["width"]), "height": int(im["height"])}
+        except (KeyError, TypeError, ValueError) as e:
+            bad(f"{path}: images[{i}]: missing or invalid field ({e!r}); needs id, file_name, "
+                f"width, height")
+    return images
+
+
+def _finite_box(box) -> bool:
+    return (isinstance(box, (list, tuple)) and len(box) == 4
+            and all(isinstance(v, (int, float)) and math.isfinite(v) for v in box))
+
+
+def read_ground_truth(root: str, split: str, *, num_joints: int = 17, aspect_ratio: float = 0.75,
+                      skip_bad: bool = False) -> Records:
+    """People with labelled keypoints, ground-truth boxes; score 1."""
+    path = annotation_file(root, split)
+    ann = load_json(path)
+    bad = BadRecords(skip_bad, path)
+    images = _images(ann, path, bad)
+    directory = image_dir(root, split)
+    present = list_images(directory)
+    rows, dropped = [], 0
+    for i, obj in enumerate(ann["annotations"]):
+        where = f"{path}: annotations[{i}] (id {obj.get('id') if isinstance(obj, dict) else '?'})"
+        if not isinstance(obj, dict):
+            bad(f"{where}: not an object")
+            continue
+        im = images.get(obj.get("image_id"))
+        if im is None:
+            bad(f"{where}: refers to image_id {obj.get('image_id')!r}, which is not in 'images'")
+            continue
+        if obj.get("iscrowd", 0) or obj.get("category_id", 1) != 1:
+            continue
+        kps = obj.get("keypoints")
+        if not isinstance(kps, list) or len(kps) != 3 * num_joints or not all(
+                isinstance(v, (int, float)) and math.isfinite(v) for v in kps):
+            n = len(kps) if isinstance(kps, list) else kps
+            bad(f"{where}: 'keypoints' must be {3 * num_joints} finite numbers "
+                f"({num_joints} joints x (x, y, v)), got {n if not isinstance(kps, list) else f'{n} values'}")
+            continue
+        if max(kps) == 0:
+            continue  # no labelled keypoint: the official reader skips the person
+        box = obj.get("bbox")
+        if not _finite_box(box) or box[2] <= 0 or box[3] <= 0:
+            bad(f"{where}: 'bbox' must be [x, y, w, h] with w > 0 and h > 0, got {box!r}")
+            continue
+        clean = clip_box(box, im["width"], im["height"])
+        if clean is None or not obj.get("area", 1) > 0:
+            dropped += 1  # the official clipping rule drops it: outside the image
+            continue
+        if im["file_name"] not in present:
+            bad(f"{where}: image {os.path.join(directory, im['file_name'])} does not exist")
+            continue
+        k = np.asarray(kps, np.float32).reshape(num_joints, 3)
+        center, scale = box_to_center_scale(clean, aspect_ratio)
+        rows.append({"image_path": os.path.join(directory, im["file_name"]),
+                     "image_id": obj["image_id"], "center": center, "scale": scale,
+                     "joints": k[:, :2], "joints_vis": np.minimum(k[:, 2], 1.0), "score": 1.0})
+    if dropped:
+        logging.info("%s: %d box(es) outside their image dropped by the official clipping rule",
+                     path, dropped)
+    bad.summary()
+    logging.info("%s: %d people", path, len(rows))
+    return Records.from_rows(rows, num_joints, path)
+
+
+def read_detections(root: str, split: str, *, detection_file: str = "", num_joints: int = 17,
+                    aspect_ratio: float = 0.75, image_threshold: float = 0.0,
+                    skip_bad: bool = False) -> Records:
+    """Detector person boxes (COCO results format): category 1, score >= image_threshold."""
+    ann_path = annotation_file(root, split)
+    images = _images(load_json(ann_path), ann_path, BadRecords(skip_bad, ann_path))
+    path = detection_file or os.path.join(root, DEFAULT_DETECTIONS)
+    dets = load_json(path)
+    if not isinstance(dets, list):
+        raise DataError(f"{path}: a COCO results file is a list of {{image_id, category_id, "
+                        f"bbox, score}}, got {type(dets).__name__}")
+    bad = BadRecords(skip_bad, path)
+    directory = image_dir(root, split)
+    present = list_images(directory)
+    rows = []
+    for i, det in enumerate(dets):
+        where = f"{path}: [{i}]"
+        if not isinstance(det, dict):
+            bad(f"{where}: not an object")
+            continue
+        if det.get("category_id") != 1:
+            continue
+        score = det.get("score")
+        if not isinstance(score, (int, float)) or not math.isfinite(score):
+            bad(f"{where}: 'score' must be a number, got {score!r}")
+            continue
+        if score < image_threshold:
+            continue
+        im = images.get(det.get("image_id"))
+        if im is None:
+            bad(f"{where}: refers to image_id {det.get('image_id')!r}, which is not in {ann_path}")
+            continue
+        box = det.get("bbox")
+        if not _finite_box(box) or box[2] <= 0 or box[3] <= 0:
+            bad(f"{where}: 'bbox' must be [x, y, w, h] with w > 0 and h > 0, got {box!r}")
+            continue
+        if im["file_name"] not in present:
+            bad(f"{where}: image {os.path.join(directory, im['file_name'])} does not exist")
+            continue
+        center, scale = box_to_center_scale(box, aspect_ratio)
+        rows.append({"image_path": os.path.join(directory, im["file_name"]),
+                     "image_id": det["image_id"], "center": center, "scale": scale,
+                     "joints": np.zeros((num_joints, 2), np.float32),
+                     "joints_vis": np.ones((num_joints,), np.float32), "score": float(score)})
+    bad.summary()
+    logging.info("%s: %d person boxes with score >= %g", path, len(rows), image_threshold)
+    return Records.from_rows(rows, num_joints, path)
