@@ -88,7 +88,7 @@ def get_config(preset: str = "w32") -> ConfigDict:
 
     # ---- evaluation ------------------------------------------------------------------
     config.eval = ConfigDict()
-    config.eval.every_epochs = 1  # evaluate every this many epochs (0 = only at the end)
+    config.eval.every_epochs = 1  # evaluate every this many epochs (0 = only at the end, -1 = never)
     config.eval.batch_size = 64  # global evaluation batch
     config.eval.flip_test = True  # average with the mirrored image's heatmaps
     config.eval.shift_heatmap = True  # flip test: shift the flipped-back heatmaps one pixel right

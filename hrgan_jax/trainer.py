@@ -160,12 +160,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
         logging.warning("resuming %s from step %d of %d", workdir, start, total)
         print(f"resuming from step {start} of {total} ({ckpt.directory}/{start})", flush=True)
 
+    writer = metric_writers.create_default_writer(workdir, just_logging=not lead)
     if evaluator is None and config.eval.every_epochs >= 0:
         from hrgan_jax.evaluation import runner
-        evaluator = runner.make_evaluator(config, mesh, workdir)
+        evaluator = runner.make_evaluator(config, mesh, workdir, writer)
     every_epochs = int(config.eval.every_epochs)
 
-    writer = metric_writers.create_default_writer(workdir, just_logging=not lead)
     history_path = os.path.join(workdir, "metrics.jsonl")
     batches = pipeline.train(config.data, num_joints=num_joints, global_batch=global_batch,
                              seed=int(config.seed), process_index=jax.process_index(),

@@ -1,0 +1,188 @@
+"""Evaluate a generator on the configured validation set: the official numbers.
+
+crops (data_pipeline.pipeline.evaluation) -> G in eval mode with the flip test, peaks
+on the device (``predict_fn``) -> every process's rows gathered -> inverse affine on
+the host -> COCO (rescoring, OKS-NMS, COCOeval) or MPII (PCKh) on process 0 -> the same
+metrics returned on every process.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any, Callable
+
+import jax
+import ml_collections
+import numpy as np
+from absl import logging
+
+from hrgan_jax import keypoints, models, parallel
+from hrgan_jax.step import normalize_images
+
+
+def predict_fn(config: ml_collections.ConfigDict) -> Callable:
+    """``predict(variables, images uint8 (B,H,W,3)) -> (coords (B,J,2) heatmap px, maxvals (B,J,1))``.
+
+    G in eval mode; with config.eval.flip_test the mirrored crops are averaged in
+    (flipped back, pairs swapped, shifted one pixel as the official flip test).
+    """
+    from data_pipeline.joints import FLIP_PAIRS
+    generator = models.generator(config.model)
+    flip_pairs = FLIP_PAIRS[config.data.name]
+    flip, shift = bool(config.eval.flip_test), bool(config.eval.shift_heatmap)
+    post = bool(config.eval.post_process)
+
+    def predict(variables, images):
+        x = normalize_images(images)
+        apply = lambda im: generator.apply(variables, im, train=False)
+        heatmaps = keypoints.flip_test_heatmaps(apply, x, flip_pairs, shift) if flip else apply(x)
+        return keypoints.heatmap_peaks(heatmaps, post)
+
+    return predict
+
+
+def _gather(x) -> np.ndarray:
+    """A batch-sharded global array, or this process's rows as numpy -> the whole batch
+    on every process, rows in process order."""
+    if jax.process_count() == 1:
+        return np.asarray(x)
+    from jax.experimental import multihost_utils
+    if isinstance(x, np.ndarray) and x.dtype == np.int64:  # ids travel as int32 (no x64)
+        if np.abs(x).max(initial=0) >= 2 ** 31:
+            raise ValueError("an image id or record index does not fit in int32")
+        x = x.astype(np.int32)
+    return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+
+
+def _broadcast(results: dict) -> dict:
+    """Process 0's metrics on every process."""
+    if jax.process_count() == 1:
+        return results
+    from jax.experimental import multihost_utils
+    names = sorted(results) if results else []
+    values = np.array([float(results[k]) for k in names], np.float64)
+    values = multihost_utils.broadcast_one_to_all(values)
+    return dict(zip(names, values.tolist()))
+
+
+def make_evaluator(config: ml_collections.ConfigDict, mesh, workdir: str | None = None,
+                   writer=None) -> Callable[[Any, int], dict]:
+    """``evaluate(generator_variables, step) -> metrics`` on config.data.val_split.
+
+    Results files (COCO results JSON, MPII pred.mat) and the table as JSON go under
+    ``workdir/eval``.  With a clu ``writer``, a grid of evaluation crops with predicted
+    skeletons (and true ones where the record has joints) goes to TensorBoard.
+    """
+    from data_pipeline import pipeline
+    from hrgan_jax import draw, evaluation
+    from hrgan_jax.evaluation import coco, mpii
+
+    rep, sharded = parallel.replicated(mesh), parallel.data_sharded(mesh)
+    predict = jax.jit(predict_fn(config), in_shardings=(rep, sharded),
+                      out_shardings=(sharded, sharded))
+    global_batch = int(config.eval.batch_size)
+    parallel.check_batch_size(global_batch, mesh)
+    heatmap_size = tuple(int(v) for v in config.data.heatmap_size)
+    image_size = tuple(int(v) for v in config.data.image_size)
+    out_dir = os.path.join(workdir, "eval") if workdir else None
+    coco_gt = None
+    lead = jax.process_index() == 0
+
+    def evaluate(variables, step: int) -> dict:
+        nonlocal coco_gt
+        variables = parallel.replicate(variables, mesh)
+        batches, info = pipeline.evaluation(
+            config.data, num_joints=int(config.model.num_joints), global_batch=global_batch,
+            process_index=jax.process_index(), process_count=jax.process_count())
+        limit = int(config.eval.max_images)
+        num_batches = info.num_batches
+        if limit > 0:
+            num_batches = min(num_batches, -(-limit // global_batch))
+        bar = None
+        if lead and sys.stderr.isatty():
+            from tqdm import tqdm
+            bar = tqdm(total=num_batches, desc=f"evaluate (step {step})", unit="batch", leave=False)
+        rows: dict[str, list] = {k: [] for k in ("coords", "maxvals", "center", "scale",
+                                                  "score", "area", "image_id", "index", "valid")}
+        pictures = None
+        for i in range(num_batches):
+            host = next(batches)
+            images = parallel.global_batch({"image": host["image"]}, mesh)["image"]
+            coords, maxvals = predict(variables, images)
+            rows["coords"].append(_gather(coords))
+            rows["maxvals"].append(_gather(maxvals))
+            for k in ("center", "scale", "score", "area", "image_id", "index", "valid"):
+                rows[k].append(_gather(np.asarray(host[k])))
+            if i == 0 and writer is not None and lead:
+                pictures = (host["image"][:16], np.asarray(rows["coords"][0])[:16] * 4.0,
+                            np.asarray(rows["maxvals"][0])[:16], host["index"][:16])
+            if bar is not None:
+                bar.update(1)
+        if bar is not None:
+            bar.close()
+        close = getattr(batches, "close", None)
+        if close:
+            close()
+        cat = {k: np.concatenate(v) for k, v in rows.items()}
+        keep = cat["valid"].astype(bool)
+        cat = {k: v[keep] for k, v in cat.items()}
+        order = np.argsort(cat["index"], kind="stable")
+        cat = {k: v[order] for k, v in cat.items()}
+        if limit > 0:
+            cat = {k: v[:limit] for k, v in cat.items()}
+        if len(np.unique(cat["index"])) != len(cat["index"]):
+            raise RuntimeError("evaluation gathered a record twice: the process shards overlap")
+        results: dict = {}
+        if lead:
+            coords = keypoints.to_image_coords(cat["coords"], cat["center"], cat["scale"],
+                                               heatmap_size)
+            preds = np.concatenate([coords, cat["maxvals"]], axis=-1)
+            if config.data.name == "coco":
+                if coco_gt is None:
+                    coco_gt = coco.load_ground_truth(info.annotation_file)
+                res_file = os.path.join(out_dir or "/tmp", f"keypoints_{config.data.val_split}"
+                                        f"_results_{step}.json")
+                results = coco.evaluate(preds, cat["score"], cat["image_id"], coco_gt, res_file,
+                                        center=cat["center"], scale=cat["scale"],
+                                        areas=cat["area"], in_vis_thre=config.eval.in_vis_thre,
+                                        oks_thre=config.eval.oks_thre)
+            else:
+                if limit > 0 and len(preds) < info.num_records:
+                    raise ValueError("MPII PCKh needs the whole validation set: set "
+                                     "--config.eval.max_images=0")
+                results = mpii.evaluate(preds, info.annotation_file, out_dir)
+            results = {k: float(v) for k, v in results.items()}
+            table = evaluation.format_table(results, f"{config.model.name} step {step}")
+            print(table, flush=True)
+            logging.info("evaluation at step %d:\n%s", step, table)
+            if out_dir:
+                evaluation.write_json({"step": step, **results},
+                                      os.path.join(out_dir, f"results_{step}.json"))
+            if pictures is not None:
+                images, pred, scores, index = pictures
+                gt = gt_vis = None
+                records = info.records
+                if records is not None and np.asarray(records.joints_vis)[index].any():
+                    trans = [_crop_affine(records, int(r), image_size) for r in index]
+                    gt = np.stack([_affine(t, np.asarray(records.joints)[r])
+                                   for t, r in zip(trans, index)])
+                    gt_vis = np.asarray(records.joints_vis)[index]
+                crops = draw.crops_with_skeletons(images, pred, gt, gt_vis, config.data.name,
+                                                  pred_scores=scores)
+                writer.write_images(step, {"eval/crops": draw.image_grid(crops)[None]})
+        return _broadcast(results)
+
+    return evaluate
+
+
+def _crop_affine(records, r: int, image_size) -> np.ndarray:
+    from data_pipeline.affine import get_affine_transform
+    return get_affine_transform(np.asarray(records.center)[r], np.asarray(records.scale)[r], 0,
+                                image_size)
+
+
+def _affine(trans, points):
+    from data_pipeline.affine import affine_points
+    return affine_points(points, trans).astype(np.float32)
+
+
