@@ -1,19 +1,35 @@
-"""hrgan-jax command line.
+"""hrgan-jax: one entry point.  Pick a mode with --mode, a config with --config, and
+override any config field with --config.<path>=<value> (an unknown path is an error).
 
 Modes:
-  export  Write network weights in the official PyTorch layout (.safetensors, .npz, or
-          .pth when torch is installed).  With --weights, the file is read (official
-          .pth/.safetensors/.npz, `module.` prefixes stripped), checked key by key
-          against the configured network and written back out; without it, a freshly
-          initialised network (seed --config.seed) is written.
-  check   Read a weights file and check it against the configured network: prints what
-          fits, and every missing, unexpected or mis-shaped key.  Exit code 1 on mismatch.
+  train     Train HRGAN (or the HRNet baseline: --config.adversarial.enabled=false) in
+            --workdir: checkpoints/, TensorBoard events, metrics.jsonl, config.json and,
+            at the end, curves.png.  Rerunning with the same --workdir resumes from the
+            latest complete checkpoint and says from which step.  SIGTERM/Ctrl-C save a
+            checkpoint and exit with status 0.  Multi-process jobs start jax.distributed
+            by themselves under SLURM, Open MPI, Kubernetes or Cloud TPU, or with
+            --coordinator/--num_processes/--process_id.
+  evaluate  Evaluate a generator on config.data.val_split (COCO AP with OKS-NMS, or MPII
+            PCKh) and print the official table; it is also written as JSON.  Weights: the
+            best (or, without evaluations, the latest) checkpoint of --workdir, or
+            --weights=FILE (official .pth/.safetensors/.npz, or generator.msgpack).
+  export    Write network weights: generator.msgpack (Flax variables) + config.json and
+            generator.safetensors in the official PyTorch key layout, into --out (a
+            directory), from --workdir's best/latest checkpoint or from --weights; or, with
+            --out=FILE.{safetensors,npz,pth}, one file in the official layout (--net picks
+            generator or discriminator; without --workdir/--weights a fresh init).
+  check     Read --weights and check it against the configured network: prints what fits
+            and every missing, unexpected or mis-shaped key.  Exit status 1 on mismatch.
+  synth     Write the synthetic dataset under --config.data.root: DIR/coco and DIR/mpii,
+            each laid out as the official dataset (config.synth sets the sizes).
 
 Examples:
-  python launch.py export --config=configs/default.py:w32 --out=/tmp/g.safetensors
-  python launch.py export --weights=pose_hrnet_w32_256x192.pth --out=g.safetensors
-  python launch.py check --config=configs/default.py:w48 --weights=g.safetensors --net=generator
-  python launch.py export --config=configs/default.py --config.model.num_joints=16 --out=mpii.npz
+  python launch.py --mode=synth --config=configs/synthetic.py --config.data.root=/tmp/synth
+  python launch.py --mode=train --config=configs/synthetic.py --config.data.root=/tmp/synth/coco --workdir=/tmp/run
+  python launch.py --mode=train --config=configs/coco_w32_256x192.py:paper --config.data.root=/data/coco --workdir=/runs/coco
+  python launch.py --mode=evaluate --config=configs/synthetic.py --config.data.root=/tmp/synth/coco --workdir=/tmp/run
+  python launch.py --mode=export --config=configs/synthetic.py --workdir=/tmp/run --out=/tmp/export
+  python launch.py --mode=check --config=configs/default.py:w48 --weights=g.safetensors
 """
 from __future__ import annotations
 
@@ -23,68 +39,72 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-MODES = ("export", "check")
+MODES = ("train", "evaluate", "export", "check", "synth")
 
-config_flags.DEFINE_config_file("config", os.path.join(os.path.dirname(os.path.abspath(__file__)),
-                                                       "configs", "default.py"),
-                                "Config file (':' then a preset: w32, w48, tiny); override any "
-                                "field with --config.<path>=<value>.", lock_config=True)
-flags.DEFINE_enum("net", "generator", ["generator", "discriminator"], "Which network.")
-flags.DEFINE_string("weights", None, "Official-layout weights to read (.pth, .safetensors, .npz).")
-flags.DEFINE_string("out", None, "export: the file to write (.safetensors, .npz or .pth).")
+config_flags.DEFINE_config_file(
+    "config", os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs", "default.py"),
+    "Config file, optionally ':' and its argument (configs/default.py:w48, "
+    "configs/coco_w32_256x192.py:paper); override any field with --config.<path>=<value>.",
+    lock_config=True)
+flags.DEFINE_enum("mode", None, MODES, "What to do; see the modes above.")
+flags.DEFINE_string("workdir", None, "train: the run's directory (created; resumed when it "
+                    "holds checkpoints). evaluate/export: the run whose checkpoint to use.")
+flags.DEFINE_enum("net", "generator", ["generator", "discriminator"],
+                  "export to one file / check: which network.")
+flags.DEFINE_string("weights", None, "evaluate/export/check: a weights file instead of a "
+                    "workdir checkpoint (.pth, .safetensors, .npz, generator.msgpack).")
+flags.DEFINE_string("out", None, "export: a directory (generator.msgpack, "
+                    "generator.safetensors, config.json) or one .safetensors/.npz/.pth file.")
+flags.DEFINE_enum("checkpoint", "best", ["best", "latest"],
+                  "evaluate/export from --workdir: which checkpoint (best falls back to latest "
+                  "when the run has no evaluation yet).")
+flags.DEFINE_string("coordinator", None, "train: host:port of process 0, for a multi-process "
+                    "job without a cluster launcher (with --num_processes, --process_id).")
+flags.DEFINE_integer("num_processes", None, "train: number of processes (with --coordinator).")
+flags.DEFINE_integer("process_id", None, "train: this process's index (with --coordinator).")
 FLAGS = flags.FLAGS
 
 
-def _mode(argv) -> str:
-    if len(argv) != 2 or argv[1] not in MODES:
-        raise app.UsageError(f"give exactly one mode: {' | '.join(MODES)} (see --help)")
-    return argv[1]
-
-
-def export(config, net: str, weights_path: str | None, out: str) -> None:
-    import jax
-
-    from hrgan_jax import models, weights
-    if weights_path:
-        variables = weights.from_torch(weights.load_file(weights_path), config.model, net,
-                                       what=weights_path)
-        source = weights_path
-    else:
-        module, sample = models.network(config.model, net)
-        variables = models.init(module, jax.random.PRNGKey(config.seed), sample)
-        source = f"a fresh initialisation (seed {config.seed})"
-    state_dict = weights.to_torch(variables, config.model, net)
-    weights.save_file(state_dict, out)
-    count = sum(v.size for k, v in state_dict.items() if "running_" not in k)
-    print(f"wrote {out}: {net} from {source}, {len(state_dict)} tensors, {count:,} parameters")
-
-
-def check(config, net: str, weights_path: str) -> int:
-    from hrgan_jax import weights
-    state_dict = weights.load_file(weights_path)
-    try:
-        weights.from_torch(state_dict, config.model, net, what=weights_path)
-    except weights.WeightsMismatchError as e:
-        print(e)
-        return 1
-    count = sum(v.size for k, v in state_dict.items() if "running_" not in k)
-    print(f"{weights_path}: fits the {net} ({len(state_dict)} tensors, {count:,} parameters)")
-    return 0
+def _require(name: str, mode: str) -> str:
+    value = getattr(FLAGS, name)
+    if not value:
+        raise app.UsageError(f"--mode={mode} needs --{name}")
+    return value
 
 
 def main(argv) -> None:
-    mode = _mode(argv)
-    logging.set_verbosity(logging.WARNING)  # absl's INFO default echoes JAX's backend probing
-    config = FLAGS.config
-    if mode == "export":
-        if not FLAGS.out:
-            raise app.UsageError("export needs --out")
-        export(config, FLAGS.net, FLAGS.weights, FLAGS.out)
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments {argv[1:]}: give the mode as --mode=...")
+    if FLAGS.mode is None:
+        raise app.UsageError(f"give --mode: one of {', '.join(MODES)} (see --help)")
+    config, mode = FLAGS.config, FLAGS.mode
+    if mode == "synth":
+        from hrgan_jax import cli
+        cli.synth(config)
     elif mode == "check":
-        if not FLAGS.weights:
-            raise app.UsageError("check needs --weights")
-        sys.exit(check(config, FLAGS.net, FLAGS.weights))
+        from hrgan_jax import cli
+        sys.exit(cli.check(config, FLAGS.net, _require("weights", mode)))
+    elif mode == "train":
+        from hrgan_jax import parallel
+        parallel.initialize(FLAGS.coordinator, FLAGS.num_processes, FLAGS.process_id)
+        from hrgan_jax import trainer
+        trainer.train_and_evaluate(config, _require("workdir", mode))
+    elif mode == "evaluate":
+        from hrgan_jax import cli
+        cli.evaluate(config, FLAGS.workdir, FLAGS.weights, FLAGS.checkpoint)
+    elif mode == "export":
+        from hrgan_jax import cli
+        cli.export(config, FLAGS.net, FLAGS.workdir, FLAGS.weights, _require("out", mode),
+                   FLAGS.checkpoint)
+
+
+def _quiet_libraries(argv):
+    """Orbax and JAX log every save and device probe at INFO: show warnings only unless
+    --verbosity (-v 0) asks for more.  Progress and results are printed to stdout."""
+    if not FLAGS["verbosity"].present:
+        logging.set_verbosity(logging.WARNING)
+    return argv
 
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=lambda argv: _quiet_libraries(FLAGS(argv)))

@@ -97,9 +97,37 @@ def get_config(preset: str = "w32") -> ConfigDict:
     config.eval.oks_thre = 0.9  # COCO OKS-NMS threshold
     config.eval.max_images = 0  # when > 0, evaluate on the first this many images only
 
+    # ---- synthetic dataset (launch.py --mode=synth writes DIR/coco and DIR/mpii, DIR = data.root) ----
+    config.synth = ConfigDict()
+    config.synth.num_train = 2000  # training images per dataset
+    config.synth.num_val = 100  # validation images per dataset
+    config.synth.image_size = (320, 240)  # rendered image (width, height)
+    config.synth.max_people = 2  # people per image: 1 .. max_people
+    config.synth.workers = 0  # processes rendering in parallel (0 = this process only)
+
     # ---- checkpoints -----------------------------------------------------------------
     config.checkpoint = ConfigDict()
     config.checkpoint.every_steps = 1000  # steps between checkpoints (also saved at the end and on SIGTERM)
     config.checkpoint.keep = 3  # most recent checkpoints kept (plus the best)
     config.checkpoint.best_metric = "AP"  # evaluation metric that picks the best checkpoint (COCO AP, MPII Mean)
     return config
+
+
+def apply_variant(config: ConfigDict, variant: str) -> ConfigDict:
+    """The training recipe: 'hrgan' (the public code: these defaults), 'paper' (the
+    paper's text) or 'hrnet' (the baseline: HRNet alone with its own optimiser)."""
+    if variant in ("", "hrgan"):
+        return config
+    if variant == "paper":
+        config.optim.g_lr = 1e-3
+        config.optim.d_lr = 1e-3
+        config.optim.lr_steps = (70, 120)
+        config.train.epochs = 140
+        return config
+    if variant == "hrnet":
+        config.adversarial.enabled = False
+        config.optim.g_name = "adam"
+        config.optim.g_lr = 1e-3
+        config.train.batch_size = 128
+        return config
+    raise ValueError(f"unknown variant {variant!r}: choose hrgan, paper or hrnet")

@@ -93,6 +93,10 @@ class _Progress:
             from tqdm import tqdm
             self._bar = tqdm(total=total, initial=start, unit="step", dynamic_ncols=True)
 
+    @property
+    def is_bar(self) -> bool:
+        return self._bar is not None
+
     def update(self, step: int, summary: dict[str, float] | None = None) -> None:
         if self._bar is not None:
             self._bar.update(step - self._bar.n)
@@ -149,16 +153,17 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     if start is None:
         state = parallel.replicate(state_lib.create(config, g_tx, d_tx), mesh)
         start = 0
-        logging.info("starting a new run in %s: %d steps (%d per epoch)", workdir, total,
-                     steps_per_epoch)
+        if lead:
+            print(f"starting a new run in {workdir}: {total} steps ({steps_per_epoch} per epoch, "
+                  f"global batch {global_batch} on {mesh.devices.size} devices)", flush=True)
     else:
         state, saved = ckpt.restore(start, _abstract_state(config, g_tx, d_tx, mesh))
         for key in ("global_batch", "seed", "steps_per_epoch"):
             if key in saved and saved[key] != meta[key]:
                 logging.warning("resuming with %s = %s, but the checkpoint was made with %s: the "
                                 "data stream will not continue exactly", key, meta[key], saved[key])
-        logging.warning("resuming %s from step %d of %d", workdir, start, total)
-        print(f"resuming from step {start} of {total} ({ckpt.directory}/{start})", flush=True)
+        if lead:
+            print(f"resuming from step {start} of {total} ({ckpt.directory}/{start})", flush=True)
 
     writer = metric_writers.create_default_writer(workdir, just_logging=not lead)
     if evaluator is None and config.eval.every_epochs >= 0:
@@ -209,8 +214,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
             with open(history_path, "a") as f:
                 f.write(json.dumps({"step": step, **summary}) + "\n")
         progress.update(step, {k: summary[k] for k in ("content_loss", "k") if k in summary})
-        logging.info("step %d/%d (epoch %.2f) %s", step, total, step / steps_per_epoch,
-                     _format(summary))
+        line = f"step {step}/{total} (epoch {step / steps_per_epoch:.2f}) {_format(summary)}"
+        logging.info(line)
+        if lead and not progress.is_bar:
+            print(line, flush=True)
         sums, count, window_start = {}, 0, time.perf_counter()
 
     step = start

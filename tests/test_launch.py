@@ -19,18 +19,18 @@ def run(*args, cwd=ROOT):
 def test_export_then_check(tmp_path):
     out = tmp_path / "d.npz"
     # run from elsewhere: the default config is found next to launch.py
-    r = run(str(ROOT / "launch.py"), "export", "--config=" + str(ROOT / "configs/default.py") + ":tiny",
+    r = run(str(ROOT / "launch.py"), "--mode=export", "--config=" + str(ROOT / "configs/default.py") + ":tiny",
             "--net=discriminator", f"--out={out}", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert "discriminator from a fresh initialisation (seed 0)" in r.stdout
     assert np.load(out)["final_layer.weight"].shape == (17, 8, 1, 1)
 
-    r = run("launch.py", "check", "--config=configs/default.py:tiny", "--net=discriminator",
+    r = run("launch.py", "--mode=check", "--config=configs/default.py:tiny", "--net=discriminator",
             f"--weights={out}")
     assert r.returncode == 0, r.stderr
     assert "fits the discriminator" in r.stdout
 
-    r = run("launch.py", "check", "--config=configs/default.py:tiny", "--net=generator",
+    r = run("launch.py", "--mode=check", "--config=configs/default.py:tiny", "--net=generator",
             f"--weights={out}")
     assert r.returncode == 1
     assert "does not fit" in r.stdout and "conv1.weight (64, 3, 3, 3)" in r.stdout
@@ -41,7 +41,7 @@ def test_export_converts_official_weights(tmp_path):
     src = tmp_path / "official.npz"
     np.savez(src, **{f"module.{k}": v for k, v in sd.items()})
     out = tmp_path / "g.safetensors"
-    r = run("launch.py", "export", "--config=configs/default.py:tiny",
+    r = run("launch.py", "--mode=export", "--config=configs/default.py:tiny",
             "--config.model.final_conv_kernel=3", f"--weights={src}", f"--out={out}")
     assert r.returncode == 0, r.stderr
     from safetensors.numpy import load_file
@@ -51,15 +51,19 @@ def test_export_converts_official_weights(tmp_path):
 
 
 def test_bad_command_lines_say_what_is_wrong(tmp_path):
-    r = run("launch.py", "check", "--config=configs/default.py:tiny",
+    r = run("launch.py", "--mode=check", "--config=configs/default.py:tiny",
             "--config.model.num_jionts=3", f"--weights={tmp_path / 'x.npz'}")
     assert r.returncode != 0 and "num_jionts" in r.stderr
+    r = run("launch.py", "--mode=train")
+    assert r.returncode != 0 and "--mode=train needs --workdir" in r.stderr
     r = run("launch.py", "train")
-    assert r.returncode != 0 and "export | check" in r.stderr
-    r = run("launch.py", "check", f"--weights={tmp_path / 'missing.npz'}")
+    assert r.returncode != 0 and "--mode=" in r.stderr
+    r = run("launch.py", "--mode=check", f"--weights={tmp_path / 'missing.npz'}")
     assert r.returncode != 0 and "missing.npz" in r.stderr
     r = run("launch.py", "--help")  # absl prints the module docstring and the flags
-    assert "Modes:" in r.stdout and "--weights" in r.stdout and "--config" in r.stdout
+    for word in ("Modes:", "train", "evaluate", "export", "synth", "--weights", "--config",
+                 "--workdir"):
+        assert word in r.stdout, word
 
 
 @pytest.mark.slow  # compiles two networks in a subprocess: ~20 s on a CPU

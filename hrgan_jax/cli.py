@@ -1,0 +1,149 @@
+"""The work behind launch.py's modes other than train (which is trainer.train_and_evaluate)."""
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+import jax
+import ml_collections
+import numpy as np
+
+from hrgan_jax import models, weights
+
+
+def synth(config: ml_collections.ConfigDict) -> dict:
+    """Write the synthetic COCO- and MPII-format datasets under config.data.root."""
+    from data_pipeline import synthetic
+    root = config.data.root
+    if not root:
+        raise ValueError("--mode=synth needs --config.data.root=DIR (DIR/coco and DIR/mpii are written)")
+    s = config.synth
+    start = time.perf_counter()
+    summary = synthetic.write_datasets(root, num_train=int(s.num_train), num_val=int(s.num_val),
+                                       seed=int(config.seed), image_size=tuple(s.image_size),
+                                       people=(1, int(s.max_people)), workers=int(s.workers))
+    print(f"wrote the synthetic datasets under {root} in {time.perf_counter() - start:.0f} s:")
+    for name, splits in summary.items():
+        for split, counts in splits.items():
+            print(f"  {name}/{split}: " + ", ".join(f"{v} {k}" for k, v in counts.items()))
+    return summary
+
+
+def check(config: ml_collections.ConfigDict, net: str, weights_path: str) -> int:
+    """0 when the file fits the configured network, else 1 (the mismatch printed)."""
+    state_dict = weights.load_file(weights_path)
+    try:
+        weights.from_torch(state_dict, config.model, net, what=weights_path)
+    except weights.WeightsMismatchError as e:
+        print(e)
+        return 1
+    count = sum(v.size for k, v in state_dict.items() if "running_" not in k)
+    print(f"{weights_path}: fits the {net} ({len(state_dict)} tensors, {count:,} parameters)")
+    return 0
+
+
+def _checkpoint_step(ckpt, which: str) -> int:
+    step = ckpt.best_step() if which == "best" else None
+    step = ckpt.latest_step() if step is None else step
+    if step is None:
+        raise FileNotFoundError(f"no complete checkpoint in {ckpt.directory}")
+    return step
+
+
+def restore_generator(config: ml_collections.ConfigDict, workdir: str,
+                      which: str = "best") -> tuple[dict, int]:
+    """(generator variables as numpy, step) from a run's best or latest checkpoint."""
+    from hrgan_jax import checkpoints, parallel, state as state_lib, trainer
+    directory = os.path.join(workdir, "checkpoints")
+    if not os.path.isdir(directory):
+        raise FileNotFoundError(f"{workdir} has no checkpoints/ directory: is it a training workdir?")
+    ckpt = checkpoints.Checkpoints(directory, every_steps=1, keep=1 << 30,
+                                   best_metric=config.checkpoint.best_metric or None,
+                                   async_save=False)
+    try:
+        step = _checkpoint_step(ckpt, which)
+        g_tx, d_tx, _, _ = state_lib.optimizers(config, steps_per_epoch=1)
+        mesh = parallel.make_mesh(jax.local_devices()[:1])
+        state, _ = ckpt.restore(step, trainer._abstract_state(config, g_tx, d_tx, mesh))
+    finally:
+        ckpt.close()
+    return jax.tree.map(np.asarray, state.generator_variables()), step
+
+
+def load_generator(config: ml_collections.ConfigDict, weights_path: str) -> dict:
+    """Generator variables from generator.msgpack or an official-layout file."""
+    if weights_path.endswith(".msgpack"):
+        from flax import serialization
+        with open(weights_path, "rb") as f:
+            variables = serialization.msgpack_restore(f.read())
+        # Through the official layout and back: every key and shape is checked.
+        state_dict = weights.to_torch(variables, config.model, "generator")
+        return weights.from_torch(state_dict, config.model, "generator", what=weights_path)
+    return weights.from_torch(weights.load_file(weights_path), config.model, "generator",
+                              what=weights_path)
+
+
+def _generator(config, workdir: str | None, weights_path: str | None, which: str):
+    if weights_path:
+        return load_generator(config, weights_path), weights_path, None
+    if workdir:
+        variables, step = restore_generator(config, workdir, which)
+        return variables, f"{workdir} step {step}", step
+    raise ValueError("give --workdir (a training run) or --weights (a weights file)")
+
+
+def evaluate(config: ml_collections.ConfigDict, workdir: str | None, weights_path: str | None,
+             which: str = "best") -> dict:
+    from hrgan_jax import parallel
+    from hrgan_jax.evaluation import runner
+    variables, source, step = _generator(config, workdir, weights_path, which)
+    out = workdir or os.path.dirname(os.path.abspath(weights_path))
+    evaluator = runner.make_evaluator(config, parallel.make_mesh(), out)
+    print(f"evaluating {source} on {config.data.name} {config.data.val_split}", flush=True)
+    return evaluator(variables, step or 0)
+
+
+def export(config: ml_collections.ConfigDict, net: str, workdir: str | None,
+           weights_path: str | None, out: str, which: str = "best") -> None:
+    """Into a directory: generator.msgpack + config.json + generator.safetensors; or
+    one official-layout file (.safetensors/.npz/.pth) of either network."""
+    single_file = out.lower().endswith((".safetensors", ".npz", ".pth"))
+    if net == "discriminator" or (single_file and not (workdir or weights_path)):
+        if not single_file:
+            raise ValueError("export of a fresh or discriminator network needs --out=FILE.safetensors|.npz|.pth")
+        if weights_path:
+            variables = weights.from_torch(weights.load_file(weights_path), config.model, net,
+                                           what=weights_path)
+            source = weights_path
+        else:
+            module, sample = models.network(config.model, net)
+            variables = models.init(module, jax.random.PRNGKey(config.seed), sample)
+            source = f"a fresh initialisation (seed {config.seed})"
+        _write_official(variables, config, net, out, source)
+        return
+    variables, source, _ = _generator(config, workdir, weights_path, which)
+    if single_file:
+        _write_official(variables, config, "generator", out, source)
+        return
+    from flax import serialization
+    os.makedirs(out, exist_ok=True)
+    msgpack_path = os.path.join(out, "generator.msgpack")
+    tmp = msgpack_path + ".tmp"
+    with open(tmp, "wb") as f:
+        f.write(serialization.msgpack_serialize(jax.tree.map(np.asarray, variables)))
+    os.replace(tmp, msgpack_path)
+    with open(os.path.join(out, "config.json"), "w") as f:
+        f.write(config.to_json_best_effort(indent=2, sort_keys=True))
+    _write_official(variables, config, "generator", os.path.join(out, "generator.safetensors"),
+                    source)
+    print(f"wrote {msgpack_path} and {os.path.join(out, 'config.json')}")
+
+
+def _write_official(variables: Any, config, net: str, path: str, source: str) -> None:
+    state_dict = weights.to_torch(variables, config.model, net)
+    weights.save_file(state_dict, path)
+    count = sum(v.size for k, v in state_dict.items() if "running_" not in k)
+    print(f"wrote {path}: {net} from {source}, {len(state_dict)} tensors, {count:,} parameters "
+          f"(official PyTorch layout)")
+
