@@ -113,18 +113,19 @@ def _format(values: dict[str, float]) -> str:
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
-                       evaluator: Callable | None = None) -> dict:
+                       evaluator: Callable | None = None, devices=None) -> dict:
     """Train (resuming from ``workdir`` when it holds checkpoints) and evaluate.
 
     evaluator: ``evaluator(generator_variables, step) -> dict`` of metrics; default:
     built from the config (evaluation on config.data.val_split) unless
-    ``config.eval.every_epochs`` < 0.  Returns the last evaluation's metrics (or {}).
+    ``config.eval.every_epochs`` < 0.  devices: the devices to train on (default: every
+    device of every process).  Returns the last evaluation's metrics (or {}).
     """
     from clu import metric_writers
 
     from data_pipeline import pipeline
     os.makedirs(workdir, exist_ok=True)
-    mesh = parallel.make_mesh()
+    mesh = parallel.make_mesh(devices)
     global_batch = int(config.train.batch_size)
     parallel.check_batch_size(global_batch, mesh)
     lead = jax.process_index() == 0

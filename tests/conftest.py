@@ -7,8 +7,18 @@ if "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", "")
     os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "")
                                + " --xla_force_host_platform_device_count=8").strip()
 
+import jax
 import numpy as np
 import pytest
+
+# Many tests compile the same small programs (in this process and in subprocesses they
+# start): share compiled programs through JAX's persistent cache.
+CACHE_DIR = os.environ.setdefault(
+    "JAX_COMPILATION_CACHE_DIR", str(pathlib.Path(__file__).resolve().parent.parent
+                                     / ".pytest_cache" / "jax"))
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "2")
+jax.config.update("jax_compilation_cache_dir", CACHE_DIR)
+jax.config.update("jax_persistent_cache_min_compile_time_secs", 2.0)
 
 FIXTURES = pathlib.Path(__file__).parent / "fixtures"
 
@@ -75,3 +85,18 @@ def random_batch(seed: int, batch: int = 8, joints: int = 17, size=(64, 64)):
     return {"image": rng.integers(0, 256, (batch, h, w, 3), dtype=np.uint8),
             "joints": rng.uniform([-4, -4], [w + 4, h + 4], (batch, joints, 2)).astype(np.float32),
             "joints_vis": (rng.uniform(size=(batch, joints)) < 0.8).astype(np.float32)}
+
+
+def trained_scale_start(config, g_tx, d_tx):
+    """A GAN state whose generator has weights at a trained network's scale.
+
+    HRNet's N(0, 0.001) init drives the tiny net's activations toward float32 denormals,
+    and RMSprop's first updates are +-10 lr sign(g): gradients at rounding level would
+    then decide whole updates, and two correct programs (other reduction orders) part
+    ways.  Equality tests of the train step start from here instead.
+    """
+    from hrgan_jax import state as state_lib, weights
+    state = state_lib.create(config, g_tx, d_tx)
+    g_vars = weights.from_torch(weights.trained_scale_state_dict(config.model), config.model)
+    return state.replace(g_params=g_vars["params"], g_stats=g_vars["batch_stats"],
+                         g_opt=g_tx.init(g_vars["params"]))

@@ -5,21 +5,15 @@ import jax
 import numpy as np
 import pytest
 
-from conftest import random_batch, relative_error, tiny_train_config
-from hrgan_jax import parallel, state as state_lib, step as step_lib, weights
+from conftest import random_batch, relative_error, tiny_train_config, trained_scale_start
+from hrgan_jax import parallel, state as state_lib, step as step_lib
 
 
 @functools.lru_cache(maxsize=None)
 def _setup(adversarial=True):
     config = tiny_train_config(**{"adversarial.enabled": adversarial})
     g_tx, d_tx, g_lr, d_lr = state_lib.optimizers(config, steps_per_epoch=2)
-    state = state_lib.create(config, g_tx, d_tx)
-    # HRNet's N(0, 0.001) init drives the tiny net's activations into float32 denormals,
-    # where the compiler's choices (flush to zero or not) differ between programs: start
-    # from weights at a trained network's scale instead.
-    g_vars = weights.from_torch(weights.trained_scale_state_dict(config.model), config.model)
-    state = state.replace(g_params=g_vars["params"], g_stats=g_vars["batch_stats"],
-                          g_opt=g_tx.init(g_vars["params"]))
+    state = trained_scale_start(config, g_tx, d_tx)
     return config, step_lib.make_train_step(config, g_tx, d_tx, g_lr, d_lr), state
 
 

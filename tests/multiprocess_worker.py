@@ -1,0 +1,52 @@
+"""One process of the multi-process train-step test (tests/test_multiprocess.py).
+
+    python tests/multiprocess_worker.py --devices=2 --num_processes=2 --process_id=0 \
+        --coordinator=localhost:PORT --steps=3 --out=state.npz
+
+Runs ``steps`` GAN train steps of the tiny config on a mesh over every device of every
+process, each process feeding its rows of the same global batches; process 0 writes
+the final state's leaves to ``out``.
+"""
+import argparse
+import os
+import sys
+
+parser = argparse.ArgumentParser()
+parser.add_argument("--devices", type=int, required=True, help="fake CPU devices in this process")
+parser.add_argument("--num_processes", type=int, default=1)
+parser.add_argument("--process_id", type=int, default=0)
+parser.add_argument("--coordinator", default=None)
+parser.add_argument("--steps", type=int, default=3)
+parser.add_argument("--out", required=True)
+args = parser.parse_args()
+os.environ["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={args.devices}"
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import jax  # noqa: E402
+import numpy as np  # noqa: E402
+
+from hrgan_jax import parallel, state as state_lib, step as step_lib  # noqa: E402
+
+if args.num_processes > 1:
+    parallel.initialize(args.coordinator, args.num_processes, args.process_id)
+from conftest import random_batch, tiny_train_config, trained_scale_start  # noqa: E402
+
+config = tiny_train_config()
+g_tx, d_tx, g_lr, d_lr = state_lib.optimizers(config, steps_per_epoch=2)
+mesh = parallel.make_mesh()
+assert mesh.devices.size == args.devices * args.num_processes
+rep = parallel.replicated(mesh)
+train_step = jax.jit(step_lib.make_train_step(config, g_tx, d_tx, g_lr, d_lr),
+                     in_shardings=(rep, parallel.data_sharded(mesh)), out_shardings=(rep, rep),
+                     donate_argnums=0)
+state = parallel.replicate(trained_scale_start(config, g_tx, d_tx), mesh)
+per_process = config.train.batch_size // jax.process_count()
+rows = slice(jax.process_index() * per_process, (jax.process_index() + 1) * per_process)
+for i in range(args.steps):
+    host = {k: v[rows] for k, v in random_batch(i, config.train.batch_size).items()}
+    state, metrics = train_step(state, parallel.global_batch(host, mesh))
+leaves = parallel.to_host(jax.tree.leaves(state))
+if jax.process_index() == 0:
+    np.savez(args.out, *leaves)
+print(f"process {jax.process_index()}: done, k = {float(leaves[-3])}", flush=True)

@@ -1,0 +1,74 @@
+"""The trainer: a run writes what users rely on, and resuming is exact."""
+import json
+import os
+
+import jax
+import numpy as np
+import pytest
+
+from conftest import tiny_train_config
+from hrgan_jax import checkpoints, parallel, state as state_lib, trainer
+
+
+ONE = jax.devices()[:1]  # the sharded step is tested in test_step; one CPU device is fastest
+
+
+@pytest.fixture(scope="module")
+def coco_root(tmp_path_factory):
+    from data_pipeline import synthetic
+    root = tmp_path_factory.mktemp("synthetic") / "coco"
+    synthetic.write_coco(str(root), {"train2017": 24, "val2017": 4}, seed=0,
+                         image_size=(160, 120), people=(1, 2))
+    return str(root)
+
+
+def _config(root, steps):
+    config = tiny_train_config(**{"data.root": root, "train.steps": steps,
+                                  "train.log_every": 2, "checkpoint.every_steps": 3,
+                                  "eval.every_epochs": -1})
+    return config
+
+
+def _final_state(config, workdir):
+    g_tx, d_tx, _, _ = state_lib.optimizers(config, steps_per_epoch=1)
+    mesh = parallel.make_mesh(ONE)
+    ckpt = checkpoints.Checkpoints(os.path.join(workdir, "checkpoints"), every_steps=1,
+                                   keep=100, async_save=False)
+    step = ckpt.latest_step()
+    state, meta = ckpt.restore(step, trainer._abstract_state(config, g_tx, d_tx, mesh))
+    ckpt.close()
+    return step, jax.device_get(state), meta
+
+
+@pytest.mark.slow
+def test_resume_is_exact(coco_root, tmp_path, capsys):
+    straight, split = str(tmp_path / "straight"), str(tmp_path / "split")
+    trainer.train_and_evaluate(_config(coco_root, 6), straight, devices=ONE)
+    trainer.train_and_evaluate(_config(coco_root, 3), split, devices=ONE)
+    out = capsys.readouterr().out
+    assert "starting a new run" in out
+    trainer.train_and_evaluate(_config(coco_root, 6), split, devices=ONE)
+    assert "resuming from step 3 of 6" in capsys.readouterr().out
+
+    step_a, a, meta = _final_state(_config(coco_root, 6), straight)
+    step_b, b, _ = _final_state(_config(coco_root, 6), split)
+    assert step_a == step_b == 6 and int(a.step) == int(b.step) == 6
+    assert meta["global_batch"] == 8 and meta["step"] == 6
+    leaves_a, leaves_b = jax.tree.leaves(a), jax.tree.leaves(b)
+    assert len(leaves_a) == len(leaves_b)
+    for x, y in zip(leaves_a, leaves_b):  # bitwise: same batches, same programs
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+    assert float(a.k) == float(b.k)
+
+    # What the workdir holds for users.
+    files = set(os.listdir(straight))
+    assert {"checkpoints", "config.json", "metrics.jsonl", "curves.png"} <= files
+    assert any(f.startswith("events.out.tfevents") for f in files)
+    assert json.load(open(os.path.join(straight, "config.json")))["train"]["steps"] == 6
+    rows = [json.loads(line) for line in open(os.path.join(straight, "metrics.jsonl"))]
+    assert [r["step"] for r in rows] == [2, 3, 4, 6]  # every log_every steps and at saves
+    for key in ("content_loss", "l_real", "l_fake", "l_adv", "k", "m_global", "g_lr", "d_lr",
+                "g_grad_norm", "d_grad_norm", "images_per_sec"):
+        assert all(np.isfinite(r[key]) for r in rows), key
+    kept = sorted(int(s) for s in os.listdir(os.path.join(straight, "checkpoints")) if s.isdigit())
+    assert kept == [3, 6]
