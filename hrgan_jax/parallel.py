@@ -49,6 +49,19 @@ def initialize(coordinator: str | None = None, num_processes: int | None = None,
                  jax.process_count(), jax.local_device_count(), jax.device_count())
 
 
+def barrier(name: str, timeout_s: int = 1800) -> None:
+    """Wait until every process gets here (no-op for one process).
+
+    Call it after compiling and before the first collective: CPU (gloo) collectives give
+    up if the processes arrive more than ~30 s apart, and compile times differ.  Uses the
+    coordination service, not a device collective, so the wait may be long.
+    """
+    if jax.process_count() == 1:
+        return
+    from jax._src import distributed
+    distributed.global_state.client.wait_at_barrier(name, timeout_in_ms=timeout_s * 1000)
+
+
 def make_mesh(devices=None) -> Mesh:
     """A 1-D ``data`` mesh over all devices (all processes), in process order."""
     devices = jax.devices() if devices is None else devices

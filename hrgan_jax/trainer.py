@@ -226,6 +226,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
         try:
             while step < total:
                 batch = parallel.global_batch(next(batches), mesh)
+                if step == start:  # compile first, then start every process's collectives together
+                    jit_step = jit_step.lower(state, batch).compile()
+                    parallel.barrier("train_step_compiled")
                 state, metrics = jit_step(state, batch)
                 if pending is not None:
                     collect(pending)

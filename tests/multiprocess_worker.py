@@ -43,9 +43,12 @@ train_step = jax.jit(step_lib.make_train_step(config, g_tx, d_tx, g_lr, d_lr),
 state = parallel.replicate(trained_scale_start(config, g_tx, d_tx), mesh)
 per_process = config.train.batch_size // jax.process_count()
 rows = slice(jax.process_index() * per_process, (jax.process_index() + 1) * per_process)
-for i in range(args.steps):
-    host = {k: v[rows] for k, v in random_batch(i, config.train.batch_size).items()}
-    state, metrics = train_step(state, parallel.global_batch(host, mesh))
+batches = [parallel.global_batch({k: v[rows] for k, v in random_batch(i, config.train.batch_size).items()},
+                                 mesh) for i in range(args.steps)]
+train_step = train_step.lower(state, batches[0]).compile()
+parallel.barrier("compiled")
+for batch in batches:
+    state, metrics = train_step(state, batch)
 leaves = parallel.to_host(jax.tree.leaves(state))
 if jax.process_index() == 0:
     np.savez(args.out, *leaves)

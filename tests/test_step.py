@@ -84,3 +84,18 @@ def test_adversarial_off_is_hrnet_training():
     assert float(final.k) == float(initial.k)
     assert set(metrics[0]) == {"content_loss", "g_loss", "g_grad_norm", "g_lr", "finite"}
     assert relative_error(_leaves(final.g_params), _leaves(initial.g_params)) > 0
+
+
+def test_non_finite_step_leaves_the_state_unchanged():
+    _, _, initial = _setup(True)
+    mesh, f = _jitted(1, True)
+    g_params = jax.tree.map(np.array, initial.g_params)
+    g_params["final_layer"]["bias"][0] = np.nan  # poisons H_hat, so every loss
+    initial = initial.replace(g_params=g_params)
+    state, metrics = f(parallel.replicate(initial, mesh), parallel.global_batch(random_batch(0), mesh))
+    state = jax.device_get(state)
+    assert float(metrics["finite"]) == 0.0
+    assert int(state.step) == 1 and int(state.skipped) == 1
+    for field in ("g_params", "g_stats", "g_opt", "d_params", "d_stats", "d_opt"):
+        np.testing.assert_array_equal(_leaves(getattr(state, field)), _leaves(getattr(initial, field)))
+    assert float(state.k) == float(initial.k)

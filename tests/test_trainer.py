@@ -72,3 +72,47 @@ def test_resume_is_exact(coco_root, tmp_path, capsys):
         assert all(np.isfinite(r[key]) for r in rows), key
     kept = sorted(int(s) for s in os.listdir(os.path.join(straight, "checkpoints")) if s.isdigit())
     assert kept == [3, 6]
+
+
+def _launch_train(root, workdir, steps):
+    import subprocess
+    import sys
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=1"}
+    return subprocess.Popen(
+        [sys.executable, "launch.py", "--mode=train", "--config=configs/default.py:tiny",
+         f"--workdir={workdir}", f"--config.data.root={root}", "--config.data.image_size=(64, 64)",
+         "--config.data.heatmap_size=(16, 16)", "--config.train.batch_size=8",
+         f"--config.train.steps={steps}", "--config.train.log_every=1",
+         "--config.checkpoint.every_steps=1000", "--config.eval.every_epochs=-1"],
+        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))), env=env,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+@pytest.mark.slow
+def test_sigterm_saves_a_checkpoint_and_exits_cleanly(coco_root, tmp_path):
+    import signal
+    import time
+    workdir = tmp_path / "run"
+    proc = _launch_train(coco_root, workdir, 1000)
+    lines = []
+    for line in proc.stdout:  # wait until training is under way
+        lines.append(line)
+        if line.startswith("step 2/"):
+            break
+    else:
+        pytest.fail("training never reached step 2:\n" + "".join(lines[-40:]))
+    sent = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    rest, _ = proc.communicate(timeout=60)
+    elapsed = time.monotonic() - sent
+    assert proc.returncode == 0, rest[-3000:]
+    assert elapsed < 30, elapsed
+    stopped = [line for line in rest.splitlines() if line.startswith("stopped at step")]
+    assert stopped, rest[-3000:]
+    step = int(stopped[0].split()[3].rstrip(":"))
+    assert os.path.isdir(workdir / "checkpoints" / str(step))
+    # The next run continues from it.
+    proc = _launch_train(coco_root, workdir, step + 1)
+    out, _ = proc.communicate(timeout=600)
+    assert proc.returncode == 0, out[-3000:]
+    assert f"resuming from step {step} of {step + 1}" in out
