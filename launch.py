@@ -21,7 +21,8 @@ Modes:
   check     Read --weights and check it against the configured network: prints what fits
             and every missing, unexpected or mis-shaped key.  Exit status 1 on mismatch.
   synth     Write the synthetic dataset under --config.data.root: DIR/coco and DIR/mpii,
-            each laid out as the official dataset (config.synth sets the sizes).
+            each laid out as the official dataset (config.synth sets the sizes and,
+            with config.synth.datasets, which of the two).
   predict   Keypoints for --input (an image or a directory of images) with the generator
             of --workdir (best/latest checkpoint) or --weights (give the --config it was
             trained with).  Person boxes come from --boxes (COCO results-format

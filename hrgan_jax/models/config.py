@@ -47,8 +47,9 @@ def hrnet_config(name: str = "w32", num_joints: int = 17, *, final_conv_kernel: 
       channels, one block per branch, two stage-4 modules: the reference fixtures'
       network, for tests), with the official layer1; or "small", the synthetic demo's
       network: tiny's stages 2-4 at 16/32/64/128 channels after a one-Bottleneck layer1
-      of 16 planes (64 channels), about 10x less compute than tiny in a GAN step
-      (layer1 is most of a small HRNet's work, in G and in D).
+      of 16 planes (64 channels).  The official layer1 is most of a small HRNet's work,
+      in G and again in D: a GAN step at 96x128, batch 32 costs 54 GFLOP with small
+      against 182 with tiny (1.8 s against 5.5 s on a 2-core CPU).
     """
     widths = {"w32": 32, "w48": 48, "tiny": 8, "small": 16}
     if name not in widths:
