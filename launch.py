@@ -42,10 +42,7 @@ Examples:
   python launch.py --mode=evaluate --config=configs/synthetic.py --config.data.root=/tmp/synth/coco --workdir=/tmp/run
   python launch.py --mode=export --config=configs/synthetic.py --workdir=/tmp/run --out=/tmp/export
   python launch.py --mode=check --config=configs/default.py:w48 --weights=g.safetensors
-  python launch.py --mode=predict --config=configs/synthetic.py --workdir=/tmp/run \
-      --input=/tmp/synth/coco/images/val2017 \
-      --boxes=/tmp/synth/coco/person_detection_results/COCO_val2017_detections_AP_H_56_person.json \
-      --out=/tmp/predictions
+  python launch.py --mode=predict --config=configs/synthetic.py --workdir=/tmp/run --input=/tmp/synth/coco/images/val2017 --boxes=/tmp/synth/coco/person_detection_results/COCO_val2017_detections_AP_H_56_person.json --out=/tmp/predictions
   python launch.py --mode=predict --config=configs/synthetic.py --weights=/tmp/export/generator.msgpack --input=photo.jpg
 """
 from __future__ import annotations
