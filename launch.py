@@ -21,7 +21,19 @@ Modes:
   check     Read --weights and check it against the configured network: prints what fits
             and every missing, unexpected or mis-shaped key.  Exit status 1 on mismatch.
   synth     Write the synthetic dataset under --config.data.root: DIR/coco and DIR/mpii,
-            each laid out as the official dataset (config.synth sets the sizes).
+            each laid out as the official dataset (config.synth sets the sizes and,
+            with config.synth.datasets, which of the two).
+  predict   Keypoints for --input (an image or a directory of images) with the generator
+            of --workdir (best/latest checkpoint) or --weights (give the --config it was
+            trained with).  Person boxes come from --boxes (COCO results-format
+            detections naming each image by file_name, or by image_id for COCO-style
+            numeric file names; boxes scoring below config.data.image_threshold are
+            dropped); without --boxes each image is one person, the whole image its box.
+            Each box is cropped as in evaluation (flip test included).  Writes
+            keypoints.pose.json (COCO keypoint results, plus file_name and bbox) and
+            <image name>.pose.png with the skeletons drawn, into --out or beside the
+            input.  A missing or undecodable image, or a box naming an image that is
+            not among the inputs, stops with an error naming the file.
 
 Examples:
   python launch.py --mode=synth --config=configs/synthetic.py --config.data.root=/tmp/synth
@@ -30,6 +42,8 @@ Examples:
   python launch.py --mode=evaluate --config=configs/synthetic.py --config.data.root=/tmp/synth/coco --workdir=/tmp/run
   python launch.py --mode=export --config=configs/synthetic.py --workdir=/tmp/run --out=/tmp/export
   python launch.py --mode=check --config=configs/default.py:w48 --weights=g.safetensors
+  python launch.py --mode=predict --config=configs/synthetic.py --workdir=/tmp/run --input=/tmp/synth/coco/images/val2017 --boxes=/tmp/synth/coco/person_detection_results/COCO_val2017_detections_AP_H_56_person.json --out=/tmp/predictions
+  python launch.py --mode=predict --config=configs/synthetic.py --weights=/tmp/export/generator.msgpack --input=photo.jpg
 """
 from __future__ import annotations
 
@@ -39,7 +53,7 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-MODES = ("train", "evaluate", "export", "check", "synth")
+MODES = ("train", "evaluate", "export", "check", "synth", "predict")
 
 config_flags.DEFINE_config_file(
     "config", os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs", "default.py"),
@@ -51,12 +65,17 @@ flags.DEFINE_string("workdir", None, "train: the run's directory (created; resum
                     "holds checkpoints). evaluate/export: the run whose checkpoint to use.")
 flags.DEFINE_enum("net", "generator", ["generator", "discriminator"],
                   "export to one file / check: which network.")
-flags.DEFINE_string("weights", None, "evaluate/export/check: a weights file instead of a "
+flags.DEFINE_string("weights", None, "evaluate/export/check/predict: a weights file instead of a "
                     "workdir checkpoint (.pth, .safetensors, .npz, generator.msgpack).")
 flags.DEFINE_string("out", None, "export: a directory (generator.msgpack, "
-                    "generator.safetensors, config.json) or one .safetensors/.npz/.pth file.")
+                    "generator.safetensors, config.json) or one .safetensors/.npz/.pth file. "
+                    "predict: the directory for keypoints.pose.json and the drawn images "
+                    "(default: beside the input).")
+flags.DEFINE_string("input", None, "predict: an image file or a directory of images.")
+flags.DEFINE_string("boxes", None, "predict: person boxes, a COCO results-format detection "
+                    "JSON (default: the whole image is one person).")
 flags.DEFINE_enum("checkpoint", "best", ["best", "latest"],
-                  "evaluate/export from --workdir: which checkpoint (best falls back to latest "
+                  "evaluate/export/predict from --workdir: which checkpoint (best falls back to latest "
                   "when the run has no evaluation yet).")
 flags.DEFINE_string("coordinator", None, "train: host:port of process 0, for a multi-process "
                     "job without a cluster launcher (with --num_processes, --process_id).")
@@ -96,6 +115,13 @@ def main(argv) -> None:
         from hrgan_jax import cli
         cli.export(config, FLAGS.net, FLAGS.workdir, FLAGS.weights, _require("out", mode),
                    FLAGS.checkpoint)
+    elif mode == "predict":
+        from hrgan_jax import predict
+        try:
+            predict.predict(config, _require("input", mode), FLAGS.boxes, FLAGS.workdir,
+                            FLAGS.weights, FLAGS.out, FLAGS.checkpoint)
+        except predict.PredictError as e:
+            sys.exit(f"error: {e}")
 
 
 def _quiet_libraries(argv):

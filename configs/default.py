@@ -49,7 +49,7 @@ def get_config(preset: str = "w32") -> ConfigDict:
     config.data.half_body_min_joints = 8  # half-body needs more than this many visible joints
     config.data.use_gt_boxes = False  # evaluation: ground-truth boxes instead of the detections
     config.data.detection_file = ""  # COCO results-format person boxes ('' = the official name under root)
-    config.data.image_threshold = 0.0  # evaluation: minimum detection score
+    config.data.image_threshold = 0.0  # evaluation and predict: minimum detection score
     config.data.skip_bad_records = False  # True: skip and count bad annotations; False: stop with an error
     config.data.crop_decode = True  # decode only the JPEG region a crop reads (same pixels, faster; damage elsewhere in the file goes unseen)
     config.data.num_parallel_calls = -1  # tf.data decode/augment parallelism (-1 = AUTOTUNE)
@@ -104,6 +104,7 @@ def get_config(preset: str = "w32") -> ConfigDict:
     config.synth.image_size = (320, 240)  # rendered image (width, height)
     config.synth.max_people = 2  # people per image: 1 .. max_people
     config.synth.workers = 0  # processes rendering in parallel (0 = this process only)
+    config.synth.datasets = ("coco", "mpii")  # which formats to write (DIR/coco, DIR/mpii)
 
     # ---- checkpoints -----------------------------------------------------------------
     config.checkpoint = ConfigDict()

@@ -19,10 +19,20 @@ def synth(config: ml_collections.ConfigDict) -> dict:
     if not root:
         raise ValueError("--mode=synth needs --config.data.root=DIR (DIR/coco and DIR/mpii are written)")
     s = config.synth
+    datasets = tuple(s.get("datasets", ("coco", "mpii")))
+    unknown = sorted(set(datasets) - {"coco", "mpii"})
+    if unknown or not datasets:
+        raise ValueError(f"config.synth.datasets: {unknown or 'empty'}; choose from coco, mpii")
+    writers = {"coco": (synthetic.write_coco, "train2017", "val2017"),
+               "mpii": (synthetic.write_mpii, "train", "valid")}
     start = time.perf_counter()
-    summary = synthetic.write_datasets(root, num_train=int(s.num_train), num_val=int(s.num_val),
-                                       seed=int(config.seed), image_size=tuple(s.image_size),
-                                       people=(1, int(s.max_people)), workers=int(s.workers))
+    summary = {}
+    for name in datasets:
+        write, train_split, val_split = writers[name]
+        summary[name] = write(os.path.join(root, name),
+                              {train_split: int(s.num_train), val_split: int(s.num_val)},
+                              int(config.seed), tuple(s.image_size), (1, int(s.max_people)),
+                              int(s.workers))
     print(f"wrote the synthetic datasets under {root} in {time.perf_counter() - start:.0f} s:")
     for name, splits in summary.items():
         for split, counts in splits.items():

@@ -204,15 +204,17 @@ def transition(xs: Sequence[jax.Array], pre: Sequence[int], cur: Sequence[int], 
 
 def high_resolution_trunk(x: jax.Array, spec: NetSpec, train: bool, dtype: Any,
                           kernel_init: Initializer) -> jax.Array:
-    """layer1 (4 Bottlenecks, 64 planes), then transition/stage 2..4; returns the
-    highest-resolution branch.  Shared by generator and discriminator; creates its
-    submodules in the calling module's compact scope.
+    """layer1 (``spec.stage1``; officially 4 Bottlenecks of 64 planes), then
+    transition/stage 2..4; returns the highest-resolution branch.  Shared by generator
+    and discriminator; creates its submodules in the calling module's compact scope.
     """
     kw = dict(dtype=dtype, kernel_init=kernel_init)
-    for k in range(4):
-        x = Bottleneck(64, downsample=(k == 0 and x.shape[-1] != 64 * Bottleneck.expansion),
-                       name=f"layer1.{k}", **kw)(x, train)
-    xs, channels = [x], (64 * Bottleneck.expansion,)
+    block, planes = BLOCKS[spec.stage1.block], spec.stage1.num_channels[0]
+    width = planes * block.expansion
+    for k in range(spec.stage1.num_blocks[0]):
+        x = block(planes, downsample=(k == 0 and x.shape[-1] != width),
+                  name=f"layer1.{k}", **kw)(x, train)
+    xs, channels = [x], (width,)
     for s, stage in enumerate(spec.stages, start=2):
         expansion = BLOCKS[stage.block].expansion
         cur = tuple(c * expansion for c in stage.num_channels)

@@ -1,0 +1,269 @@
+"""Images (+ person boxes) -> keypoints as COCO results JSON, and pictures with skeletons.
+
+    python launch.py --mode=predict --config=configs/synthetic.py --workdir=RUN \
+        --input=DIR_OR_IMAGE [--boxes=DETECTIONS.json] [--out=DIR]
+
+Each person is cropped exactly as evaluation crops it: box -> centre/scale by the
+official rule (fit to the input's aspect ratio, x1.25), one affine warp
+(cv2.warpAffine, INTER_LINEAR, as the data pipeline) to config.data.image_size, the
+generator in eval mode with the flip test (``evaluation.runner.predict_fn``), peaks and
+the inverse affine (``keypoints.to_image_coords``).  Without boxes each image is one
+person whose box is the whole image.  With boxes, people are rescored (box score x mean
+confident joint score) and, for COCO's 17 joints, OKS-NMS'd as in evaluation; boxes
+scoring below config.data.image_threshold are dropped.
+
+Written into the output directory (--out, else the input's directory):
+``keypoints.pose.json`` (COCO keypoint results, plus file_name and bbox per person) and
+``<image name>.pose.png`` per image.  Files named ``*.pose.*`` are never read as inputs.
+"""
+from __future__ import annotations
+
+import collections
+import dataclasses
+import json
+import os
+from typing import Any, Iterable
+
+import numpy as np
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+OUTPUT_TAG = ".pose."
+JSON_NAME = "keypoints.pose.json"
+
+
+class PredictError(ValueError):
+    """Bad input to predict: the message names the file."""
+
+
+@dataclasses.dataclass
+class Person:
+    """One crop to predict: the image it comes from and its box (x, y, w, h), score."""
+    image: int  # index into the image list
+    box: tuple[float, float, float, float]
+    score: float
+
+
+def list_images(path: str) -> list[str]:
+    """An image file, or the image files of a directory (sorted, ``*.pose.*`` skipped)."""
+    if os.path.isdir(path):
+        names = sorted(n for n in os.listdir(path)
+                       if n.lower().endswith(IMAGE_EXTENSIONS) and OUTPUT_TAG not in n)
+        if not names:
+            raise PredictError(f"{path}: no images ({', '.join(IMAGE_EXTENSIONS)}) in this directory")
+        return [os.path.join(path, n) for n in names]
+    if not os.path.exists(path):
+        raise PredictError(f"{path}: no such file or directory")
+    return [path]
+
+
+def read_image(path: str) -> np.ndarray:
+    """uint8 RGB (H, W, 3); a missing, truncated or undecodable file raises PredictError."""
+    from PIL import Image
+    try:
+        with Image.open(path) as im:
+            im.load()
+            return np.asarray(im.convert("RGB"))
+    except FileNotFoundError:
+        raise PredictError(f"{path}: no such image file") from None
+    except (OSError, ValueError, SyntaxError) as e:  # PIL's errors for damaged files
+        raise PredictError(f"{path}: cannot decode the image ({e})") from None
+
+
+def image_id_of(path: str, index: int) -> int:
+    """COCO naming (000000397133.jpg -> 397133) when the name is a number, else index + 1."""
+    stem = os.path.splitext(os.path.basename(path))[0]
+    return int(stem) if stem.isdigit() else index + 1
+
+
+def read_boxes(boxes_path: str, paths: list[str], threshold: float = 0.0) -> list[Person]:
+    """People from a COCO results-format detection file.
+
+    Each entry: ``bbox`` [x, y, w, h], optional ``score`` (1) and ``category_id`` (only 1,
+    person, is used), and the image as ``file_name`` (a base name among the inputs) or
+    ``image_id`` (matched to the inputs' COCO-style numeric names).  An entry naming an
+    image that is not among the inputs is an error naming both.
+    """
+    try:
+        with open(boxes_path) as f:
+            entries = json.load(f)
+    except FileNotFoundError:
+        raise PredictError(f"{boxes_path}: no such boxes file") from None
+    except json.JSONDecodeError as e:
+        raise PredictError(f"{boxes_path}: not JSON ({e})") from None
+    if not isinstance(entries, list):
+        raise PredictError(f"{boxes_path}: expected a list of COCO detections "
+                           f"({{image_id or file_name, bbox, score}}), got {type(entries).__name__}")
+    by_name = {os.path.basename(p): i for i, p in enumerate(paths)}
+    by_id = {image_id_of(p, i): i for i, p in enumerate(paths)}
+    people = []
+    for n, e in enumerate(entries):
+        where = f"{boxes_path}: entry {n}"
+        if not isinstance(e, dict) or "bbox" not in e:
+            raise PredictError(f"{where}: needs a bbox [x, y, w, h] and image_id or file_name")
+        if int(e.get("category_id", 1)) != 1:
+            continue
+        if "file_name" in e:
+            image = by_name.get(os.path.basename(str(e["file_name"])))
+            name = f"file_name {e['file_name']!r}"
+        elif "image_id" in e:
+            image = by_id.get(int(e["image_id"]))
+            name = f"image_id {e['image_id']}"
+        else:
+            raise PredictError(f"{where}: names no image (give image_id or file_name)")
+        if image is None:
+            raise PredictError(f"{where}: {name} is not among the input images "
+                               f"({len(paths)} given; image_id matches numeric file names)")
+        box = e["bbox"]
+        try:
+            box = tuple(float(v) for v in box)
+        except (TypeError, ValueError):
+            box = ()
+        if len(box) != 4 or not all(np.isfinite(box)):
+            raise PredictError(f"{where}: bbox must be 4 finite numbers [x, y, w, h], got {e['bbox']!r}")
+        score = float(e.get("score", 1.0))
+        if score >= threshold:
+            people.append(Person(image, box, score))
+    return people
+
+
+def whole_image_people(sizes: Iterable[tuple[int, int]]) -> list[Person]:
+    """One person per image, its box the whole image."""
+    return [Person(i, (0.0, 0.0, float(w), float(h)), 1.0) for i, (w, h) in enumerate(sizes)]
+
+
+def crop(image: np.ndarray, center, scale, image_size) -> np.ndarray:
+    """The network's input for one person: the evaluation crop (cv2.warpAffine, bilinear,
+    zero border) of image (H, W, 3) uint8 -> (h, w, 3) uint8."""
+    import cv2
+
+    from data_pipeline.affine import get_affine_transform
+    trans = get_affine_transform(center, scale, 0, image_size)
+    return cv2.warpAffine(image, trans, (int(image_size[0]), int(image_size[1])),
+                          flags=cv2.INTER_LINEAR)
+
+
+def run(config, variables: Any, paths: list[str], people: list[Person] | None = None,
+        images: list[np.ndarray] | None = None) -> list[dict]:
+    """Keypoints for the people of the images: COCO results entries, best first per image.
+
+    people: None = one whole-image person per image.  images: the decoded images (read
+    from paths when None).  Each entry: image_id, file_name, category_id 1, keypoints
+    [x, y, score] * J in image pixels, score (rescored), bbox, center, scale.
+    """
+    import jax
+
+    from data_pipeline.affine import box_to_center_scale, clip_box
+    from hrgan_jax import keypoints
+    from hrgan_jax.evaluation import coco, runner
+
+    if images is None:
+        images = [read_image(p) for p in paths]
+    sizes = [(im.shape[1], im.shape[0]) for im in images]
+    if people is None:
+        people = whole_image_people(sizes)
+    image_size = tuple(int(v) for v in config.data.image_size)
+    heatmap_size = tuple(int(v) for v in config.data.heatmap_size)
+    aspect = image_size[0] / image_size[1]
+    kept, centers, scales = [], [], []
+    for p in people:
+        w, h = sizes[p.image]
+        box = clip_box(p.box, w, h)
+        if box is None or box[2] <= 0 or box[3] <= 0:
+            continue  # outside the image or empty: nothing to crop
+        c, s = box_to_center_scale(box, aspect)
+        kept.append(dataclasses.replace(p, box=box))
+        centers.append(c)
+        scales.append(s)
+    if not kept:
+        return []
+    centers, scales = np.stack(centers), np.stack(scales)
+    crops = np.stack([crop(images[p.image], c, s, image_size)
+                      for p, c, s in zip(kept, centers, scales)])
+
+    predict = jax.jit(runner.predict_fn(config))
+    batch = max(1, min(int(config.eval.batch_size), len(crops)))
+    coords, maxvals = [], []
+    for start in range(0, len(crops), batch):
+        chunk = crops[start:start + batch]
+        n = len(chunk)
+        if n < batch:  # one shape: one compilation
+            chunk = np.concatenate([chunk, np.zeros((batch - n,) + chunk.shape[1:], np.uint8)])
+        c, m = predict(variables, chunk)
+        coords.append(np.asarray(c)[:n])
+        maxvals.append(np.asarray(m)[:n])
+    coords = keypoints.to_image_coords(np.concatenate(coords), centers, scales, heatmap_size)
+    preds = np.concatenate([coords, np.concatenate(maxvals)], axis=-1)  # (N, J, 3)
+
+    box_scores = np.array([p.score for p in kept])
+    image_index = np.array([p.image for p in kept])
+    in_vis = float(config.eval.in_vis_thre)
+    if preds.shape[1] == len(coco.COCO_SIGMAS):
+        areas = np.prod(scales * 200.0, axis=1)
+        order, scores = coco.select_people(preds, box_scores, areas, image_index, in_vis,
+                                           float(config.eval.oks_thre))
+    else:  # OKS needs COCO's per-joint sigmas: rescore only
+        scores = coco.rescore(preds, box_scores, in_vis)
+        order = np.lexsort((-scores, image_index))
+    results = []
+    for n in sorted(order.tolist(), key=lambda n: (image_index[n], -scores[n])):
+        i = int(image_index[n])
+        results.append({"image_id": image_id_of(paths[i], i),
+                        "file_name": os.path.basename(paths[i]), "category_id": 1,
+                        "keypoints": preds[n].astype(np.float64).reshape(-1).round(3).tolist(),
+                        "score": float(scores[n]), "bbox": [float(v) for v in kept[n].box],
+                        "center": centers[n].astype(np.float64).tolist(),
+                        "scale": scales[n].astype(np.float64).tolist()})
+    return results
+
+
+def output_dir(input_path: str, out: str | None) -> str:
+    if out:
+        return out
+    return input_path if os.path.isdir(input_path) else os.path.dirname(os.path.abspath(input_path))
+
+
+def draw(image: np.ndarray, results: list[dict], dataset: str,
+         threshold: float = 0.2) -> np.ndarray:
+    """image with every result's skeleton (joints scoring below threshold left out)."""
+    from hrgan_jax import draw as draw_lib
+    for r in results:
+        k = np.asarray(r["keypoints"], np.float64).reshape(-1, 3)
+        image = draw_lib.draw_skeleton(image, k[:, :2], dataset, k[:, 2], threshold)
+    return image
+
+
+def predict(config, input_path: str, boxes: str | None = None, workdir: str | None = None,
+            weights_path: str | None = None, out: str | None = None,
+            which: str = "best") -> str:
+    """The whole of --mode=predict; returns the JSON's path."""
+    from PIL import Image
+
+    from hrgan_jax import cli
+
+    paths = list_images(input_path)
+    images = [read_image(p) for p in paths]  # every input checked before any work
+    people = None
+    if boxes:
+        people = read_boxes(boxes, paths, float(config.data.image_threshold))
+    variables, source, _ = cli._generator(config, workdir, weights_path, which)
+    print(f"predicting {len(paths)} image(s) with {source}"
+          + (f", {len(people)} box(es) from {boxes}" if boxes else ", one person per image"),
+          flush=True)
+    results = run(config, variables, paths, people, images)
+    directory = output_dir(input_path, out)
+    os.makedirs(directory, exist_ok=True)
+    json_path = os.path.join(directory, JSON_NAME)
+    with open(json_path + ".tmp", "w") as f:
+        json.dump(results, f)
+    os.replace(json_path + ".tmp", json_path)
+    per_image = collections.defaultdict(list)
+    for r in results:
+        per_image[r["file_name"]].append(r)
+    for path, image in zip(paths, images):
+        name = os.path.basename(path)
+        drawn = draw(image, per_image.get(name, []), config.data.name)
+        Image.fromarray(drawn).save(os.path.join(directory,
+                                                 os.path.splitext(name)[0] + ".pose.png"))
+    print(f"wrote {json_path} ({len(results)} people) and {len(paths)} drawn image(s) "
+          f"<name>.pose.png in {directory}", flush=True)
+    return json_path

@@ -1,0 +1,216 @@
+"""launch.py --mode=predict, the demo's 'small' network and export -> import."""
+import json
+import pathlib
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+from PIL import Image
+
+from configs import default
+from hrgan_jax import cli, models, predict, weights
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+
+
+def small_config(size=(64, 64)):
+    config = default.get_config("small")
+    config.data.image_size = size
+    config.data.heatmap_size = (size[0] // 4, size[1] // 4)
+    config.eval.batch_size = 4
+    return config
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    """(config, export directory, the variables exported): random weights at a trained
+    network's scale (the N(0, 0.001) init gives near-zero heatmaps)."""
+    config = small_config()
+    tmp = tmp_path_factory.mktemp("export")
+    src = tmp / "g.safetensors"
+    weights.save_file(weights.trained_scale_state_dict(config.model, "generator", seed=3), src)
+    out = tmp / "export"
+    cli.export(config, "generator", None, str(src), str(out))
+    variables = weights.from_torch(weights.load_file(src), config.model, "generator")
+    return config, out, variables
+
+
+@pytest.fixture(scope="module")
+def images_dir(tmp_path_factory):
+    """Three rendered scenes of different sizes, two with COCO-style numeric names."""
+    from data_pipeline import synthetic
+    d = tmp_path_factory.mktemp("images")
+    for name, size in (("000000000007.jpg", (160, 120)), ("000000000012.png", (120, 160)),
+                       ("street.jpg", (96, 96))):
+        image, _ = synthetic.render_scene(np.random.default_rng(len(name) + size[0]), size, (1, 1))
+        Image.fromarray(image).save(d / name)
+    return d
+
+
+def test_small_preset_shapes_and_layer1():
+    cfg = models.hrnet_config("small", num_joints=17)
+    g, d = models.generator(cfg), models.discriminator(cfg)
+    x = jax.random.normal(jax.random.PRNGKey(0), (2, 128, 96, 3))
+    gv = models.init(g, jax.random.PRNGKey(1), x)
+    h = g.apply(gv, x)
+    assert h.shape == (2, 32, 24, 17) and h.dtype == np.float32
+    dv = models.init(d, jax.random.PRNGKey(2), models.discriminator_input(x, h))
+    assert d.apply(dv, models.discriminator_input(x, h)).shape == (2, 32, 24, 17)
+    g_keys, d_keys = weights.layout(cfg, "generator"), weights.layout(cfg, "discriminator")
+    # one Bottleneck of 16 planes (-> 64 channels) after the official 64-channel stem
+    assert {k.split(".")[1] for k in g_keys if k.startswith("layer1.")} == {"0"}
+    assert g_keys["layer1.0.conv1.weight"].shape == (16, 64, 1, 1)
+    assert g_keys["layer1.0.conv3.weight"].shape == (64, 16, 1, 1)
+    assert "layer1.0.downsample.0.weight" not in g_keys  # 64 in, 64 out: none (official rule)
+    assert d_keys["layer1.0.downsample.0.weight"].shape == (64, 20, 1, 1)
+    assert g_keys["conv2.weight"].shape == (64, 64, 3, 3)
+    assert d_keys["layer1.0.conv1.weight"].shape == (16, 20, 1, 1)
+    assert g_keys["transition1.0.0.weight"].shape == (16, 64, 3, 3)
+
+
+@pytest.mark.parametrize("net", ["generator", "discriminator"])
+def test_small_preset_official_layout_round_trip(net):
+    cfg = models.hrnet_config("small", num_joints=17)
+    sd = weights.trained_scale_state_dict(cfg, net, seed=1)
+    variables = weights.from_torch(sd, cfg, net)
+    back = weights.to_torch(variables, cfg, net)
+    assert list(back) == list(weights.layout(cfg, net)) == list(sd)
+    assert all(np.array_equal(back[k], v) for k, v in sd.items())
+
+
+def test_stage1_config_official_default_and_yaml():
+    w32 = models.hrnet_config("w32")
+    assert models.validate(w32).stage1 == models.NetSpec.__dataclass_fields__["stage1"].default
+    extra = {s.upper(): {k.upper(): v for k, v in w32[s].items()}
+             for s in ("stage2", "stage3", "stage4")}
+    no_stage1 = models.config_from_official(extra, 17)
+    assert models.validate(no_stage1) == models.validate(w32)
+    extra["STAGE1"] = dict(NUM_MODULES=1, NUM_BRANCHES=1, BLOCK="BASIC", NUM_BLOCKS=[2],
+                           NUM_CHANNELS=[32], FUSE_METHOD="SUM")
+    keys = weights.layout(models.config_from_official(extra, 17))
+    assert "layer1.1.conv2.weight" in keys and "layer1.2.conv1.weight" not in keys
+    assert keys["layer1.0.conv1.weight"].shape == (32, 64, 3, 3)
+    assert "transition1.0.0.weight" not in keys  # layer1's 32 channels are branch 0's
+    assert keys["transition1.1.0.0.weight"].shape == (64, 32, 3, 3)
+    extra["STAGE1"]["NUM_BRANCHES"], extra["STAGE1"]["NUM_CHANNELS"] = 2, [32, 64]
+    extra["STAGE1"]["NUM_BLOCKS"] = [2, 2]
+    with pytest.raises(ValueError, match="stage1"):
+        models.config_from_official(extra, 17)
+
+
+def test_export_then_import_gives_identical_heatmaps(exported):
+    config, out, variables = exported
+    assert sorted(p.name for p in out.iterdir()) == ["config.json", "generator.msgpack",
+                                                     "generator.safetensors"]
+    assert json.loads((out / "config.json").read_text())["model"]["name"] == "small"
+    g = models.generator(config.model)
+    x = jax.random.normal(jax.random.PRNGKey(5), (2, 64, 64, 3))
+    want = np.asarray(g.apply(variables, x))
+    assert np.abs(want).max() > 1e-2  # not a degenerate all-zero comparison
+    for name in ("generator.msgpack", "generator.safetensors"):
+        loaded = cli.load_generator(config, str(out / name))
+        assert np.array_equal(np.asarray(g.apply(loaded, x)), want), name
+
+
+def _check_coco_results(results, image_ids, num_joints=17):
+    from pycocotools.coco import COCO
+    gt = COCO()
+    gt.dataset = {"images": [{"id": i} for i in image_ids], "annotations": [],
+                  "categories": [{"id": 1, "name": "person"}]}
+    gt.createIndex()
+    res = gt.loadRes(results)  # pycocotools accepts it as keypoint results
+    assert len(res.getAnnIds()) == len(results)
+    for r in results:
+        assert r["category_id"] == 1 and isinstance(r["image_id"], int)
+        assert len(r["keypoints"]) == 3 * num_joints and np.isfinite(r["keypoints"]).all()
+        assert isinstance(r["score"], float)
+
+
+def test_predict_whole_images_writes_results_and_pictures(exported, images_dir, tmp_path):
+    config, out, _ = exported
+    out_dir = tmp_path / "pred"
+    path = predict.predict(config, str(images_dir), weights_path=str(out / "generator.msgpack"),
+                           out=str(out_dir))
+    results = json.loads(pathlib.Path(path).read_text())
+    assert [r["file_name"] for r in results] == ["000000000007.jpg", "000000000012.png",
+                                                 "street.jpg"]
+    assert [r["image_id"] for r in results] == [7, 12, 3]
+    _check_coco_results(results, [7, 12, 3])
+    # the whole image is the box: centre/scale by the official rule (aspect 1, x1.25)
+    assert results[0]["bbox"] == [0.0, 0.0, 159.0, 119.0]
+    np.testing.assert_allclose(results[0]["center"], [79.5, 59.5])
+    np.testing.assert_allclose(results[0]["scale"], [159 / 200 * 1.25] * 2, rtol=1e-6)
+    for name, size in (("000000000007", (160, 120)), ("000000000012", (120, 160)),
+                       ("street", (96, 96))):
+        drawn = Image.open(out_dir / f"{name}.pose.png")
+        assert drawn.size == size
+    # a second run over the same directory with output beside the inputs ignores *.pose.*
+    predict.predict(config, str(out_dir / "000000000007.pose.png"),
+                    weights_path=str(out / "generator.safetensors"))
+    assert (out_dir / "000000000007.pose.pose.png").exists()
+    with pytest.raises(predict.PredictError, match="no images"):  # outputs are never inputs
+        predict.list_images(str(out_dir))
+
+
+def test_predict_with_boxes(exported, images_dir, tmp_path):
+    config, out, _ = exported
+    boxes = tmp_path / "boxes.json"
+    boxes.write_text(json.dumps([
+        {"image_id": 7, "category_id": 1, "bbox": [10, 5, 60, 100], "score": 0.9},
+        {"image_id": 7, "category_id": 1, "bbox": [500, 500, 10, 10], "score": 0.9},  # outside
+        {"file_name": "street.jpg", "bbox": [20, 10, 40, 80], "score": 0.8},
+        {"file_name": "street.jpg", "bbox": [0, 0, 30, 30], "score": 0.1},  # below threshold
+        {"image_id": 12, "category_id": 2, "bbox": [0, 0, 50, 50], "score": 0.9},  # not a person
+    ]))
+    config.data.image_threshold = 0.5
+    out_dir = tmp_path / "pred"
+    path = predict.predict(config, str(images_dir), str(boxes),
+                           weights_path=str(out / "generator.msgpack"), out=str(out_dir))
+    results = json.loads(pathlib.Path(path).read_text())
+    assert [(r["file_name"], r["bbox"]) for r in results] == [
+        ("000000000007.jpg", [10.0, 5.0, 59.0, 99.0]), ("street.jpg", [20.0, 10.0, 39.0, 79.0])]
+    _check_coco_results(results, [7, 12, 3])
+    for r in results:  # the keypoints lie around the box they were cropped from
+        k = np.asarray(r["keypoints"]).reshape(-1, 3)
+        x, y, w, h = r["bbox"]
+        assert (k[:, 0] > x - w).all() and (k[:, 0] < x + 2 * w).all()
+        assert (k[:, 1] > y - h).all() and (k[:, 1] < y + 2 * h).all()
+    assert (out_dir / "000000000012.pose.png").exists()  # no boxes: drawn without people
+
+
+def test_predict_bad_inputs_name_the_file(exported, images_dir, tmp_path):
+    config, out, _ = exported
+    msgpack = str(out / "generator.msgpack")
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "good.jpg").write_bytes((images_dir / "street.jpg").read_bytes())
+    (bad / "broken.jpg").write_bytes((images_dir / "street.jpg").read_bytes()[:200])
+    with pytest.raises(predict.PredictError, match="broken.jpg"):
+        predict.predict(config, str(bad), weights_path=msgpack)
+    (bad / "broken.jpg").write_bytes(b"not an image at all")
+    with pytest.raises(predict.PredictError, match="broken.jpg"):
+        predict.predict(config, str(bad), weights_path=msgpack)
+    with pytest.raises(predict.PredictError, match="missing.jpg"):
+        predict.predict(config, str(tmp_path / "missing.jpg"), weights_path=msgpack)
+    boxes = tmp_path / "boxes.json"
+    boxes.write_text(json.dumps([{"image_id": 99, "bbox": [0, 0, 10, 10], "score": 1.0}]))
+    with pytest.raises(predict.PredictError, match=r"boxes.json: entry 0: image_id 99 is not"):
+        predict.predict(config, str(images_dir), str(boxes), weights_path=msgpack)
+    boxes.write_text(json.dumps([{"file_name": "other.jpg", "bbox": [0, 0, 10, 10]}]))
+    with pytest.raises(predict.PredictError, match="'other.jpg' is not among the input"):
+        predict.predict(config, str(images_dir), str(boxes), weights_path=msgpack)
+    boxes.write_text("{broken")
+    with pytest.raises(predict.PredictError, match="boxes.json: not JSON"):
+        predict.predict(config, str(images_dir), str(boxes), weights_path=msgpack)
+
+
+def test_launch_predict_error_is_one_clear_line(tmp_path):
+    (tmp_path / "x.jpg").write_bytes(b"\xff\xd8garbage")
+    r = subprocess.run([sys.executable, "launch.py", "--mode=predict",
+                        "--config=configs/default.py:small", f"--input={tmp_path / 'x.jpg'}",
+                        "--weights=unused.msgpack"], cwd=ROOT, capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 1
+    assert r.stderr.strip().splitlines()[-1].startswith(f"error: {tmp_path / 'x.jpg'}: cannot decode")
