@@ -33,6 +33,20 @@ def _mib(n: float | None) -> str:
     return "-" if n is None else f"{n / 2**20:,.0f} MiB"
 
 
+def device_line() -> str:
+    dev = jax.devices()[0]
+    return (f"device: {dev.platform} {dev.device_kind} x{jax.device_count()}, jax {jax.__version__}, "
+            f"{os.cpu_count()} host cores")
+
+
+def peak_memory() -> tuple[int, str]:
+    """The device allocator's peak where the backend reports one, else the host's peak RSS."""
+    stats = jax.devices()[0].memory_stats() or {}
+    if "peak_bytes_in_use" in stats:
+        return stats["peak_bytes_in_use"], "device peak"
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, "host RSS peak"
+
+
 def bench(preset: str, dtype: str, batch: int, height: int, width: int, joints: int,
           iters: int, warmup: int, cfg=None) -> dict:
     """Times one network config; ``cfg`` (a network ConfigDict) replaces the preset."""
@@ -59,11 +73,7 @@ def bench(preset: str, dtype: str, batch: int, height: int, width: int, joints: 
         compiled(variables, images).block_until_ready()
         times.append(time.perf_counter() - t0)
     median = statistics.median(times)
-    stats = jax.devices()[0].memory_stats() or {}
-    if "peak_bytes_in_use" in stats:
-        peak, peak_kind = stats["peak_bytes_in_use"], "device peak"
-    else:
-        peak, peak_kind = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, "host RSS peak"
+    peak, peak_kind = peak_memory()
     return dict(preset=preset, dtype=dtype, batch=batch, ms=median * 1e3,
                 ips=batch / median, program=program_bytes, peak=peak, peak_kind=peak_kind)
 
@@ -81,9 +91,7 @@ def main(argv=None) -> None:
     p.add_argument("--warmup", type=int, default=2, help="untimed calls after compiling (default 2)")
     args = p.parse_args(argv)
 
-    dev = jax.devices()[0]
-    print(f"device: {dev.platform} {dev.device_kind} x{jax.device_count()}, jax {jax.__version__}, "
-          f"{os.cpu_count()} host cores")
+    print(device_line())
     print(f"HRNet-{args.preset.upper()} inference, {args.height}x{args.width}, median of {args.iters}")
     header = f"{'dtype':<9} {'batch':>5} {'ms/batch':>10} {'images/s':>9} {'program mem':>12}  peak mem"
     print(header)

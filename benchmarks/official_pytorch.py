@@ -61,7 +61,7 @@ def main(argv=None) -> None:
         model_cfg = yaml.safe_load(f)["MODEL"]
     width, height = model_cfg["IMAGE_SIZE"]
     cfg = models.config_from_official(model_cfg["EXTRA"], model_cfg["NUM_JOINTS"])
-    state_dict = forward.trained_scale_state_dict(cfg)
+    state_dict = weights.trained_scale_state_dict(cfg)
 
     theirs = official_model(args.hrnet_repo, model_cfg)
     theirs.load_state_dict({k: torch.from_numpy(v) for k, v in state_dict.items()}, strict=True)

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import resource
 import statistics
 import sys
 import time
@@ -28,6 +27,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
+from benchmarks.forward import _mib, device_line, peak_memory  # noqa: E402
 from hrgan_jax import parallel, state as state_lib, step as step_lib, weights  # noqa: E402
 
 # Dense (no sparsity) peak FLOP/s per device, by device_kind substring.
@@ -45,10 +45,6 @@ def _peak(device, dtype: str) -> float | None:
         if name in device.device_kind:
             return peaks.get(dtype)
     return None
-
-
-def _mib(n: float | None) -> str:
-    return "-" if n is None else f"{n / 2**20:,.0f} MiB"
 
 
 def make_config(preset: str, dtype: str, height: int, width: int, batch: int, adversarial: bool):
@@ -112,11 +108,7 @@ def bench(preset: str, dtype: str, per_device: int, height: int, width: int, adv
         times.append(time.perf_counter() - t0)
     median = statistics.median(times)
     device = jax.devices()[0]
-    stats = device.memory_stats() or {}
-    if "peak_bytes_in_use" in stats:
-        peak, peak_kind = stats["peak_bytes_in_use"], "device peak"
-    else:
-        peak, peak_kind = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, "host RSS peak"
+    peak, peak_kind = peak_memory()
     # cost_analysis is of the per-device program: scale by the devices to get the step's FLOPs.
     step_flops = flops * mesh.devices.size
     peak_flops = _peak(device, dtype)
@@ -139,9 +131,7 @@ def main(argv=None) -> None:
     p.add_argument("--warmup", type=int, default=2, help="untimed steps after compiling (default 2)")
     args = p.parse_args(argv)
 
-    dev = jax.devices()[0]
-    print(f"device: {dev.platform} {dev.device_kind} x{jax.device_count()}, jax {jax.__version__}, "
-          f"{os.cpu_count()} host cores")
+    print(device_line())
     print(f"HRNet-{args.preset.upper()} train step, {args.height}x{args.width}, "
           f"{args.batch} per device, median of {args.iters}")
     header = (f"{'step':<6} {'dtype':<9} {'batch':>5} {'ms/step':>9} {'images/s':>9} "
