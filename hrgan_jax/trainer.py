@@ -239,13 +239,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                     (every_epochs > 0 and epoch_end and (step // steps_per_epoch) % every_epochs == 0)
                     or step == total)
                 save_now = eval_now or step == total or step % ckpt_every(config) == 0
-                if step % log_every == 0 or save_now:
+                logged = step % log_every == 0 or save_now
+                if logged:
                     collect(pending)
                     pending = None
                     write_summary(step)
-                    stop = preemption.agreed()
-                else:
-                    stop = False
+                # One process reacts at once; several agree at log steps (a collective).
+                stop = (preemption.agreed() if logged else False) if jax.process_count() > 1 \
+                    else preemption.requested
                 eval_metrics = None
                 if eval_now:
                     eval_metrics = evaluator(parallel.to_host(state.generator_variables()), step)
