@@ -77,3 +77,19 @@ def test_forward_benchmark_prints_a_table():
     assert [row[0] for row in rows] == ["float32", "bfloat16"]
     assert all(float(row[3]) > 0 for row in rows)  # images/s
     assert all("MiB" in line for line in lines if line.startswith(("float32", "bfloat16")))
+
+
+@pytest.mark.slow  # compiles the GAN and HRNet steps of the tiny net in a subprocess
+def test_train_step_benchmark_prints_a_table():
+    r = run("benchmarks/train_step.py", "--preset=tiny", "--batch=2", "--height=64", "--width=64",
+            "--iters=1", "--warmup=0")
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0].startswith("device: cpu")
+    rows = [line.split() for line in lines if line.startswith(("hrgan", "hrnet"))]
+    assert [row[0] for row in rows] == ["hrgan", "hrnet"]
+    for row in rows:
+        assert float(row[4]) > 0 and float(row[5]) > 0  # images/s, GFLOP per image
+    assert "NON-FINITE" not in r.stdout
+    # The GAN step costs more than HRNet's: D's three passes on top of G's.
+    assert float(rows[0][5]) > float(rows[1][5])
