@@ -74,11 +74,7 @@ def bench(preset: str, dtype: str, per_device: int, height: int, width: int, adv
     g = weights.from_torch(weights.trained_scale_state_dict(config.model), config.model)
     d = weights.from_torch(weights.trained_scale_state_dict(config.model, "discriminator"),
                            config.model, "discriminator")
-    state = state_lib.GANState(
-        step=np.zeros((), np.int32), g_params=g["params"], g_stats=g["batch_stats"],
-        g_opt=g_tx.init(g["params"]), d_params=d["params"], d_stats=d["batch_stats"],
-        d_opt=d_tx.init(d["params"]), k=np.zeros((), np.float32),
-        rng=np.zeros((2,), np.uint32), skipped=np.zeros((), np.int32))
+    state = state_lib.from_variables(config, g, d, g_tx, d_tx, seed=0)
     state = parallel.replicate(state, mesh)
     rep = parallel.replicated(mesh)
     step = jax.jit(step_lib.make_train_step(config, g_tx, d_tx, g_lr, d_lr),

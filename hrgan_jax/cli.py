@@ -75,7 +75,7 @@ def restore_generator(config: ml_collections.ConfigDict, workdir: str,
         step = _checkpoint_step(ckpt, which)
         g_tx, d_tx, _, _ = state_lib.optimizers(config, steps_per_epoch=1)
         mesh = parallel.make_mesh(jax.local_devices()[:1])
-        state, _ = ckpt.restore(step, trainer._abstract_state(config, g_tx, d_tx, mesh))
+        state, _ = ckpt.restore(step, trainer.abstract_state(config, g_tx, d_tx, mesh))
     finally:
         ckpt.close()
     return jax.tree.map(np.asarray, state.generator_variables()), step

@@ -83,10 +83,9 @@ def initial_variables(config: ml_collections.ConfigDict, seed: int) -> tuple[dic
     return g_vars, d_vars
 
 
-def create(config: ml_collections.ConfigDict, g_tx, d_tx, seed: int | None = None) -> GANState:
-    """A new GANState (host arrays; the trainer places it on the mesh)."""
-    seed = config.seed if seed is None else seed
-    g_vars, d_vars = initial_variables(config, seed)
+def from_variables(config: ml_collections.ConfigDict, g_vars: dict, d_vars: dict, g_tx, d_tx,
+                   seed: int) -> GANState:
+    """A GANState at step 0 from both networks' variables (fresh optimiser states)."""
     g_params, d_params = g_vars["params"], d_vars["params"]
     return GANState(
         step=jnp.zeros((), jnp.int32),
@@ -95,3 +94,23 @@ def create(config: ml_collections.ConfigDict, g_tx, d_tx, seed: int | None = Non
         k=jnp.asarray(config.adversarial.k0, jnp.float32),
         rng=jax.random.key_data(jax.random.PRNGKey(seed + 1)),
         skipped=jnp.zeros((), jnp.int32))
+
+
+def create(config: ml_collections.ConfigDict, g_tx, d_tx, seed: int | None = None) -> GANState:
+    """A new GANState (host arrays; the trainer places it on the mesh)."""
+    seed = config.seed if seed is None else seed
+    g_vars, d_vars = initial_variables(config, seed)
+    return from_variables(config, g_vars, d_vars, g_tx, d_tx, seed)
+
+
+def abstract(config: ml_collections.ConfigDict, g_tx, d_tx) -> GANState:
+    """The GANState's shapes and dtypes (jax.ShapeDtypeStruct leaves), computing nothing:
+    the target a checkpoint is restored into."""
+    g_module, g_input = models.network(config.model, "generator")
+    d_module, d_input = models.network(config.model, "discriminator")
+
+    def build():
+        key = jax.random.PRNGKey(0)
+        return from_variables(config, g_module.init(key, g_input), d_module.init(key, d_input),
+                              g_tx, d_tx, 0)
+    return jax.eval_shape(build)

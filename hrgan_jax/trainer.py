@@ -29,24 +29,11 @@ class NonFiniteError(FloatingPointError):
     """A loss or gradient was NaN or Inf (the update was not applied)."""
 
 
-def _abstract_state(config, g_tx, d_tx, mesh) -> Any:
+def abstract_state(config, g_tx, d_tx, mesh) -> Any:
     """The train state's shapes, dtypes and (replicated) shardings, without computing it."""
-    from hrgan_jax import models
-    g_module, g_input = models.network(config.model, "generator")
-    d_module, d_input = models.network(config.model, "discriminator")
-
-    def build():
-        g = g_module.init(jax.random.PRNGKey(0), g_input)
-        d = d_module.init(jax.random.PRNGKey(0), d_input)
-        return state_lib.GANState(
-            step=jax.numpy.zeros((), "int32"), g_params=g["params"], g_stats=g["batch_stats"],
-            g_opt=g_tx.init(g["params"]), d_params=d["params"], d_stats=d["batch_stats"],
-            d_opt=d_tx.init(d["params"]), k=jax.numpy.zeros((), "float32"),
-            rng=jax.random.key_data(jax.random.PRNGKey(0)), skipped=jax.numpy.zeros((), "int32"))
-
     sharding = parallel.replicated(mesh)
     return jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sharding),
-                        jax.eval_shape(build))
+                        state_lib.abstract(config, g_tx, d_tx))
 
 
 class _Preemption:
@@ -158,7 +145,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
             print(f"starting a new run in {workdir}: {total} steps ({steps_per_epoch} per epoch, "
                   f"global batch {global_batch} on {mesh.devices.size} devices)", flush=True)
     else:
-        state, saved = ckpt.restore(start, _abstract_state(config, g_tx, d_tx, mesh))
+        state, saved = ckpt.restore(start, abstract_state(config, g_tx, d_tx, mesh))
         for key in ("global_batch", "seed", "steps_per_epoch"):
             if key in saved and saved[key] != meta[key]:
                 logging.warning("resuming with %s = %s, but the checkpoint was made with %s: the "

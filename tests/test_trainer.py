@@ -35,7 +35,7 @@ def _final_state(config, workdir):
     ckpt = checkpoints.Checkpoints(os.path.join(workdir, "checkpoints"), every_steps=1,
                                    keep=100, async_save=False)
     step = ckpt.latest_step()
-    state, meta = ckpt.restore(step, trainer._abstract_state(config, g_tx, d_tx, mesh))
+    state, meta = ckpt.restore(step, trainer.abstract_state(config, g_tx, d_tx, mesh))
     ckpt.close()
     return step, jax.device_get(state), meta
 
