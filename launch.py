@@ -14,7 +14,9 @@ Modes:
             best (or, without evaluations, the latest) checkpoint of --workdir, or
             --weights=FILE (official .pth/.safetensors/.npz, or generator.msgpack).
   export    Write network weights: generator.msgpack (Flax variables) + config.json and
-            generator.safetensors in the official PyTorch key layout, into --out (a
+            generator.safetensors in the official PyTorch key layout, and
+            generator_savedmodel/ (a TensorFlow SavedModel: uint8 crops in, heatmaps,
+            keypoints and scores out; runs with TensorFlow alone) into --out (a
             directory), from --workdir's best/latest checkpoint or from --weights; or, with
             --out=FILE.{safetensors,npz,pth}, one file in the official layout (--net picks
             generator or discriminator; without --workdir/--weights a fresh init).
@@ -68,7 +70,7 @@ flags.DEFINE_enum("net", "generator", ["generator", "discriminator"],
 flags.DEFINE_string("weights", None, "evaluate/export/check/predict: a weights file instead of a "
                     "workdir checkpoint (.pth, .safetensors, .npz, generator.msgpack).")
 flags.DEFINE_string("out", None, "export: a directory (generator.msgpack, "
-                    "generator.safetensors, config.json) or one .safetensors/.npz/.pth file. "
+                    "generator.safetensors, config.json, generator_savedmodel/) or one .safetensors/.npz/.pth file. "
                     "predict: the directory for keypoints.pose.json and the drawn images "
                     "(default: beside the input).")
 flags.DEFINE_string("input", None, "predict: an image file or a directory of images.")

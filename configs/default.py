@@ -25,7 +25,8 @@ def get_config(preset: str = "w32") -> ConfigDict:
     # G and D share this stage config (D is HRNet without the stem).  Fields are the
     # official MODEL.EXTRA's, lower case: num_joints, final_conv_kernel (1 or 3),
     # stage2..stage4 (num_modules, num_branches, block, num_blocks, num_channels,
-    # fuse_method), pretrained_layers, dtype (float32 | bfloat16 compute).
+    # fuse_method), pretrained_layers, dtype (float32 | bfloat16 compute), kernel_init
+    # (official: N(0, 0.001) as init_weights; he: He-normal, for short runs from scratch).
     config.model = hrnet_config(preset or "w32", num_joints=17)
     config.model.init = ""  # G's initial weights: '' (N(0,0.001)), or an official .pth/.safetensors/.npz
     config.model.init_full = False  # True: load every key of model.init (a full pose model), strictly

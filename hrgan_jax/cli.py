@@ -116,7 +116,8 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str | None, weights_pat
 
 def export(config: ml_collections.ConfigDict, net: str, workdir: str | None,
            weights_path: str | None, out: str, which: str = "best") -> None:
-    """Into a directory: generator.msgpack + config.json + generator.safetensors; or
+    """Into a directory: generator.msgpack + config.json + generator.safetensors +
+    generator_savedmodel/ (TensorFlow, runs without this package); or
     one official-layout file (.safetensors/.npz/.pth) of either network."""
     single_file = out.lower().endswith((".safetensors", ".npz", ".pth"))
     if net == "discriminator" or (single_file and not (workdir or weights_path)):
@@ -148,6 +149,9 @@ def export(config: ml_collections.ConfigDict, net: str, workdir: str | None,
     _write_official(variables, config, "generator", os.path.join(out, "generator.safetensors"),
                     source)
     print(f"wrote {msgpack_path} and {os.path.join(out, 'config.json')}")
+    from hrgan_jax import saved_model
+    sm = saved_model.write(config, variables, os.path.join(out, "generator_savedmodel"))
+    print(f"wrote {sm}: TensorFlow SavedModel, uint8 crops -> heatmaps, keypoints, scores")
 
 
 def _write_official(variables: Any, config, net: str, path: str, source: str) -> None:

@@ -102,6 +102,19 @@ def test_generator_shapes_and_official_init():
     assert np.all(sd["bn1.running_var"] == 1) and not np.any(sd["bn1.running_mean"])
 
 
+def test_he_init_option_keeps_the_head_small():
+    cfg = models.hrnet_config("tiny", num_joints=17)
+    cfg.kernel_init = "he"
+    g = models.generator(cfg)
+    sd = weights.to_torch(models.init(g, jax.random.PRNGKey(0), jnp.zeros((1, 64, 64, 3))), cfg)
+    w = sd["layer1.0.conv2.weight"]  # (64, 64, 3, 3): fan_out 64 * 9
+    assert abs(float(w.std()) - np.sqrt(2 / (64 * 9))) < 0.1 * np.sqrt(2 / (64 * 9))
+    assert 0.0008 < float(sd["final_layer.weight"].std()) < 0.0012  # heatmaps start near 0
+    cfg.kernel_init = "xavier"
+    with pytest.raises(ValueError, match="kernel_init"):
+        models.generator(cfg)
+
+
 def test_discriminator_pytorch_default_init_and_input_check():
     cfg = models.hrnet_config("tiny", num_joints=17)
     d = models.discriminator(cfg)

@@ -103,7 +103,8 @@ def test_stage1_config_official_default_and_yaml():
 def test_export_then_import_gives_identical_heatmaps(exported):
     config, out, variables = exported
     assert sorted(p.name for p in out.iterdir()) == ["config.json", "generator.msgpack",
-                                                     "generator.safetensors"]
+                                                     "generator.safetensors",
+                                                     "generator_savedmodel"]
     assert json.loads((out / "config.json").read_text())["model"]["name"] == "small"
     g = models.generator(config.model)
     x = jax.random.normal(jax.random.PRNGKey(5), (2, 64, 64, 3))
@@ -112,6 +113,40 @@ def test_export_then_import_gives_identical_heatmaps(exported):
     for name in ("generator.msgpack", "generator.safetensors"):
         loaded = cli.load_generator(config, str(out / name))
         assert np.array_equal(np.asarray(g.apply(loaded, x)), want), name
+
+
+_RUN_SAVED_MODEL = """
+import sys, numpy as np, tensorflow as tf
+model = tf.saved_model.load(sys.argv[1])
+out = model.signatures["serving_default"](images=tf.constant(np.load(sys.argv[2])))
+np.savez(sys.argv[3], **{k: v.numpy() for k, v in out.items()})
+assert not any(m.split(".")[0] in ("flax", "hrgan_jax") for m in sys.modules)
+"""
+
+
+def test_saved_model_runs_without_the_package_and_matches(exported, tmp_path):
+    from hrgan_jax import saved_model
+    config, out, variables = exported
+    images = np.random.default_rng(0).integers(0, 256, (3, 64, 64, 3), dtype=np.uint8)
+    np.save(tmp_path / "images.npy", images)
+    script = tmp_path / "run.py"
+    script.write_text(_RUN_SAVED_MODEL)
+    # a fresh interpreter outside the repository: the SavedModel needs TensorFlow only
+    r = subprocess.run([sys.executable, str(script), str(out / "generator_savedmodel"),
+                        str(tmp_path / "images.npy"), str(tmp_path / "out.npz")],
+                       cwd=tmp_path, capture_output=True, text=True, env={"PATH": "/usr/bin:/bin"})
+    assert r.returncode == 0, r.stderr[-3000:]
+    got = np.load(tmp_path / "out.npz")
+    want = jax.jit(saved_model.inference_fn(config, variables))(images)
+    assert got["heatmaps"].shape == (3, 16, 16, 17) and got["keypoints"].shape == (3, 17, 2)
+    scale = np.abs(want["heatmaps"]).max()
+    assert scale > 1e-2
+    np.testing.assert_allclose(got["heatmaps"], want["heatmaps"], rtol=0, atol=1e-5 * scale)
+    np.testing.assert_allclose(got["scores"], want["scores"], rtol=0, atol=1e-5 * scale)
+    # peaks are discrete: equal wherever the top two heatmap values are not a rounding tie
+    agree = np.isclose(got["keypoints"], want["keypoints"]).all(-1).mean()
+    assert agree > 0.95, agree
+    assert got["keypoints"].max() <= 64 and got["keypoints"].min() >= 0
 
 
 def _check_coco_results(results, image_ids, num_joints=17):

@@ -21,6 +21,10 @@ OFFICIAL_STAGE1 = dict(num_modules=1, num_branches=1, block="BOTTLENECK", num_bl
                        num_channels=(64,), fuse_method="SUM")
 BLOCKS = ("BASIC", "BOTTLENECK")
 DTYPES = ("float32", "bfloat16", "float16")
+# G's convolution init: "official" is init_weights of pose_hrnet.py, N(0, 0.001);
+# "he" is He-normal (fan_out, gain sqrt(2), torchvision ResNet's), an option for
+# training from scratch in few steps (the synthetic demo).
+KERNEL_INITS = ("official", "he")
 
 # The official HRNet yamls initialise these from ImageNet (everything but the head).
 IMAGENET_LAYERS = ("conv1", "bn1", "conv2", "bn2", "layer1", "transition1", "stage2",
@@ -71,6 +75,7 @@ def hrnet_config(name: str = "w32", num_joints: int = 17, *, final_conv_kernel: 
     cfg.stage2, cfg.stage3, cfg.stage4 = stages
     cfg.pretrained_layers = IMAGENET_LAYERS
     cfg.dtype = dtype
+    cfg.kernel_init = "official"
     validate(cfg)
     return cfg
 
@@ -137,6 +142,7 @@ class NetSpec:
     final_conv_kernel: int
     dtype: str
     stage1: StageSpec = StageSpec(1, "BOTTLENECK", (4,), (64,))
+    kernel_init: str = "official"
 
 
 def validate(cfg: ml_collections.ConfigDict) -> NetSpec:
@@ -150,6 +156,8 @@ def validate(cfg: ml_collections.ConfigDict) -> NetSpec:
         fail("final_conv_kernel", f"must be 1 or 3, got {cfg.get('final_conv_kernel')!r}")
     if cfg.get("dtype") not in DTYPES:
         fail("dtype", f"must be one of {DTYPES}, got {cfg.get('dtype')!r}")
+    if cfg.get("kernel_init", "official") not in KERNEL_INITS:
+        fail("kernel_init", f"must be one of {KERNEL_INITS}, got {cfg.get('kernel_init')!r}")
     stages = []
     prev_branches = 1
     stage1 = None
@@ -185,4 +193,5 @@ def validate(cfg: ml_collections.ConfigDict) -> NetSpec:
             continue
         prev_branches = nb
         stages.append(spec)
-    return NetSpec(tuple(stages), cfg.num_joints, cfg.final_conv_kernel, cfg.dtype, stage1)
+    return NetSpec(tuple(stages), cfg.num_joints, cfg.final_conv_kernel, cfg.dtype, stage1,
+                   cfg.get("kernel_init", "official"))

@@ -22,6 +22,8 @@ Initializer = Callable[..., jax.Array]
 
 # The official init_weights: conv weights N(0, 0.001), biases 0, BN (1, 0).
 hrnet_kernel_init = nn.initializers.normal(stddev=0.001)
+he_kernel_init = nn.initializers.variance_scaling(2.0, "fan_out", "normal")
+KERNEL_INITS = {"official": hrnet_kernel_init, "he": he_kernel_init}
 
 BN_MOMENTUM = 0.1  # PyTorch convention: new = (1 - m) * old + m * batch
 BN_EPS = 1e-5
@@ -235,11 +237,12 @@ class PoseHighResolutionNet(nn.Module):
     @nn.compact
     def __call__(self, images: jax.Array, train: bool = False) -> jax.Array:
         dtype = jnp.dtype(self.spec.dtype)
-        kw = dict(dtype=dtype, kernel_init=hrnet_kernel_init)
+        kw = dict(dtype=dtype, kernel_init=KERNEL_INITS[self.spec.kernel_init])
         x = images.astype(dtype)
         x = nn.relu(BatchNorm(dtype, name="bn1")(conv(64, 3, 2, "conv1", **kw)(x), train))
         x = nn.relu(BatchNorm(dtype, name="bn2")(conv(64, 3, 2, "conv2", **kw)(x), train))
         x = high_resolution_trunk(x, self.spec, train, **kw)
+        # The head keeps N(0, 0.001) under either init: heatmaps start near zero.
         x = conv(self.spec.num_joints, self.spec.final_conv_kernel, 1, "final_layer",
-                 use_bias=True, **kw)(x)
+                 use_bias=True, dtype=dtype, kernel_init=hrnet_kernel_init)(x)
         return x.astype(jnp.float32)
