@@ -104,6 +104,7 @@ def get_config(preset: str = "w32") -> ConfigDict:
     config.synth.num_val = 100  # validation images per dataset
     config.synth.image_size = (320, 240)  # rendered image (width, height)
     config.synth.max_people = 2  # people per image: 1 .. max_people
+    config.synth.scene = "cluttered"  # cluttered (textures, occluders, overlaps) | plain
     config.synth.workers = 0  # processes rendering in parallel (0 = this process only)
     config.synth.datasets = ("coco", "mpii")  # which formats to write (DIR/coco, DIR/mpii)
 

@@ -107,10 +107,16 @@ def _rz(a):
 DOWN = np.array([0.0, -1.0, 0.0])
 
 
-def sample_pose(rng: np.random.Generator) -> dict:
-    """Joint angles (radians) of one of: standing, walking, arms raised, crouching, free."""
+def sample_pose(rng: np.random.Generator, plain: bool = False) -> dict:
+    """Joint angles (radians) of one of: standing, walking, arms raised, crouching, free.
+
+    plain: standing, walking or arms raised only, facing the camera or turned away
+    (no profiles), upright."""
     d = np.deg2rad
-    kind = rng.choice(["stand", "walk", "raise", "crouch", "free"], p=[0.25, 0.25, 0.2, 0.15, 0.15])
+    if plain:
+        kind = rng.choice(["stand", "walk", "raise"], p=[0.3, 0.35, 0.35])
+    else:
+        kind = rng.choice(["stand", "walk", "raise", "crouch", "free"], p=[0.25, 0.25, 0.2, 0.15, 0.15])
     u = lambda lo, hi: float(rng.uniform(d(lo), d(hi)))  # noqa: E731
     pose = {"kind": str(kind), "bend": u(-8, 15), "side": u(-8, 8), "twist": u(-15, 15),
             "head_yaw": u(-35, 35), "head_pitch": u(-20, 20), "head_roll": u(-12, 12)}
@@ -145,6 +151,10 @@ def sample_pose(rng: np.random.Generator) -> dict:
             pose[s + "_hip_flex"], pose[s + "_hip_abd"], pose[s + "_knee"] = u(-25, 95), u(0, 40), u(0, 120)
     # Facing: mostly towards the camera, some backs, some profiles.
     r = rng.random()
+    if plain:
+        pose["yaw"] = u(-40, 40) if r < 0.7 else u(140, 220)
+        pose["roll"] = u(-10, 10)
+        return pose
     yaw = u(-45, 45) if r < 0.5 else (u(135, 225) if r < 0.7 else u(45, 135) * (1 if rng.random() < 0.5 else -1))
     pose["yaw"] = yaw
     pose["roll"] = u(-12, 12) if rng.random() < 0.85 else u(-60, 60)
@@ -413,12 +423,15 @@ def _primitives(person: Person):
     return prims
 
 
-def _background(rng, width, height) -> np.ndarray:
-    """Textured clutter: blotchy colour fields, optional stripes or noise, random shapes."""
+def _background(rng, width, height, plain: bool = False) -> np.ndarray:
+    """Textured clutter: blotchy colour fields, optional stripes or noise, random shapes.
+    plain: the colour field alone."""
     gx, gy = int(rng.integers(2, 7)), int(rng.integers(2, 6))
     field_ = cv2.resize(rng.random((gy, gx)).astype(np.float32), (width, height), interpolation=cv2.INTER_CUBIC)
     a, b = _random_colour(rng, 0, 255).astype(np.float32), _random_colour(rng, 0, 255).astype(np.float32)
     img = a[None, None] + np.clip(field_, 0, 1)[..., None] * (b - a)[None, None]
+    if plain:
+        return np.clip(img, 0, 255).astype(np.uint8)
     r = rng.random()
     if r < 0.35:
         yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
@@ -462,13 +475,21 @@ def _occluder(cv: Canvas, rng, centre, size):
         cv.polygon(_hull(cloud, size * 0.12, 6), colour, OCCLUDER_ID)
 
 
-def _place_person(rng, width, height, others, pose, points, height_px):
+def _place_person(rng, width, height, others, pose, points, height_px, plain=False):
     """Pelvis position: mostly inside the image, sometimes overlapping another person or
-    partly outside it.  Returns (xy, depth) of the placed figure, or None."""
+    partly outside it (plain: always inside, beside the others).  Returns (xy, depth) of
+    the placed figure, or None."""
     xy0, depth = project(points, pose, height_px, (0.0, 0.0))
     lo, hi = xy0.min(0), xy0.max(0)
     for attempt in range(12):
         r = rng.random()
+        if plain:
+            px = rng.uniform(-lo[0], max(width - hi[0], -lo[0]))
+            py = rng.uniform(-lo[1], max(height - hi[1], -lo[1]))
+            box = np.array([lo[0] + px, lo[1] + py, hi[0] + px, hi[1] + py])
+            if any(box[0] < o.xy[:, 0].max() and o.xy[:, 0].min() < box[2] for o in others):
+                continue  # side by side, never overlapping
+            return xy0 + [px, py], depth
         if others and r < 0.3:  # stand beside a previous person, overlapping part of them
             o = others[rng.integers(len(others))]
             px = o.xy[P["pelvis"], 0] + rng.choice([-1, 1]) * rng.uniform(0.15, 0.45) * max(o.height, height_px)
@@ -487,23 +508,35 @@ def _place_person(rng, width, height, others, pose, points, height_px):
     return None
 
 
-def render_scene(rng: np.random.Generator, image_size=(640, 480), people=(1, 3)):
+SCENES = ("cluttered", "plain")
+
+
+def render_scene(rng: np.random.Generator, image_size=(640, 480), people=(1, 3),
+                 scene: str = "cluttered"):
     """One image and its people.
+
+    scene: "cluttered" (textured backgrounds with shapes, every pose kind and facing,
+    overlapping people, people partly outside the image, occluders) or "plain" (a
+    smooth colour field, upright people facing towards or away from the camera, side by
+    side and inside the image, no occluders: a task a small network learns in minutes).
 
     Returns (image (H, W, 3) uint8 RGB, [Person]) with each person's `coco` (17, 3)
     [x, y, v] (v 0 not labelled, 1 labelled but hidden, 2 visible), `mpii` (16, 2) and
     `mpii_vis`, 0-based pixel coordinates, and their amodal `mask`, `bbox`, `area`,
     `polygons` and `head_box`.
     """
+    if scene not in SCENES:
+        raise ValueError(f"scene {scene!r}: choose one of {SCENES}")
+    plain = scene == "plain"
     width, height = int(image_size[0]), int(image_size[1])
-    image = _background(rng, width, height)
+    image = _background(rng, width, height, plain)
     n = int(rng.integers(people[0], people[1] + 1))
     persons: list[Person] = []
     for _ in range(n):
-        pose = sample_pose(rng)
+        pose = sample_pose(rng, plain)
         points = figure_points(pose)
-        height_px = float(rng.uniform(0.25, 0.85) * height)
-        placed = _place_person(rng, width, height, persons, pose, points, height_px)
+        height_px = float(rng.uniform(0.5 if plain else 0.25, 0.85) * height)
+        placed = _place_person(rng, width, height, persons, pose, points, height_px, plain)
         if placed is None:
             continue
         xy, depth = placed
@@ -525,7 +558,7 @@ def render_scene(rng: np.random.Generator, image_size=(640, 480), people=(1, 3))
         cv.mask = None
     # Occluders in front of some joints.
     for person in persons:
-        if rng.random() < 0.3:
+        if not plain and rng.random() < 0.3:
             j = COCO_FROM_POINTS[int(rng.integers(5, 17))]
             _occluder(cv, rng, person.xy[j] + rng.normal(0, 0.03 * person.height, 2),
                       person.height * rng.uniform(0.08, 0.2))
@@ -585,8 +618,8 @@ def _write_jpeg(path, image):
 
 def _coco_image(args):
     """Render, write and annotate one COCO image: (image entry, [annotation without ids])."""
-    root, split, seed, index, image_id, image_size, people = args
-    image, persons = render_scene(image_rng(seed, "coco", split, index), image_size, people)
+    root, split, seed, index, image_id, image_size, people, scene = args
+    image, persons = render_scene(image_rng(seed, "coco", split, index), image_size, people, scene)
     _write_jpeg(os.path.join(root, "images", split, f"{image_id:012d}.jpg"), image)
     anns = []
     for q in persons:
@@ -603,8 +636,8 @@ def _coco_image(args):
 
 
 def _mpii_image(args):
-    root, split, seed, index, image_id, image_size, people = args
-    image, persons = render_scene(image_rng(seed, "mpii", split, index), image_size, people)
+    root, split, seed, index, image_id, image_size, people, scene = args
+    image, persons = render_scene(image_rng(seed, "mpii", split, index), image_size, people, scene)
     name = f"{image_id:09d}.jpg"
     _write_jpeg(os.path.join(root, "images", name), image)
     records, head_boxes = [], []
@@ -636,7 +669,8 @@ def _dump(path, obj):
         json.dump(obj, f, separators=(",", ":"))
 
 
-def write_coco(root, splits=None, seed: int = 0, image_size=(640, 480), people=(1, 3), workers: int = 0) -> dict:
+def write_coco(root, splits=None, seed: int = 0, image_size=(640, 480), people=(1, 3), workers: int = 0,
+               scene: str = "cluttered") -> dict:
     """Write a COCO person-keypoints dataset under root; returns {split: {images, people, keypoints}}.
 
     Image ids run on across the splits in order (1, 2, ...).  The detection file
@@ -650,7 +684,8 @@ def write_coco(root, splits=None, seed: int = 0, image_size=(640, 480), people=(
     val_split = next((s for s in splits if s.startswith("val")), list(splits)[-1])
     for split, count in splits.items():
         os.makedirs(os.path.join(root, "images", split), exist_ok=True)
-        jobs = [(root, split, seed, i, next_id + i, tuple(image_size), tuple(people)) for i in range(count)]
+        jobs = [(root, split, seed, i, next_id + i, tuple(image_size), tuple(people), scene)
+                for i in range(count)]
         next_id += count
         results = _map(_coco_image, jobs, workers)
         images, annotations = [], []
@@ -697,7 +732,8 @@ def _detections(annotations, images, seed, split):
     return dets
 
 
-def write_mpii(root, splits=None, seed: int = 0, image_size=(640, 480), people=(1, 3), workers: int = 0) -> dict:
+def write_mpii(root, splits=None, seed: int = 0, image_size=(640, 480), people=(1, 3), workers: int = 0,
+               scene: str = "cluttered") -> dict:
     """Write an MPII-format dataset (HRNet's json layout) under root; 1-based coordinates.
 
     annot/{split}.json: [{image, center, scale, joints (16, 2), joints_vis (16,)}] per
@@ -712,7 +748,8 @@ def write_mpii(root, splits=None, seed: int = 0, image_size=(640, 480), people=(
     summary, next_id = {}, 1
     val_split = next((s for s in splits if s.startswith("val")), list(splits)[-1])
     for split, count in splits.items():
-        jobs = [(root, split, seed, i, next_id + i, tuple(image_size), tuple(people)) for i in range(count)]
+        jobs = [(root, split, seed, i, next_id + i, tuple(image_size), tuple(people), scene)
+                for i in range(count)]
         next_id += count
         results = _map(_mpii_image, jobs, workers)
         records = [r for rs, _ in results for r in rs]
@@ -740,9 +777,9 @@ def _write_gt_mat(path, records, head_boxes):
 
 
 def write_datasets(root, *, num_train: int, num_val: int, seed: int = 0, image_size=(640, 480),
-                   people=(1, 3), workers: int = 0) -> dict:
+                   people=(1, 3), workers: int = 0, scene: str = "cluttered") -> dict:
     """Both formats: root/coco and root/mpii.  Returns {'coco': summary, 'mpii': summary}."""
     return {"coco": write_coco(os.path.join(root, "coco"), {"train2017": num_train, "val2017": num_val}, seed,
-                               image_size, people, workers),
+                               image_size, people, workers, scene),
             "mpii": write_mpii(os.path.join(root, "mpii"), {"train": num_train, "valid": num_val}, seed,
-                               image_size, people, workers)}
+                               image_size, people, workers, scene)}

@@ -32,7 +32,7 @@ def synth(config: ml_collections.ConfigDict) -> dict:
         summary[name] = write(os.path.join(root, name),
                               {train_split: int(s.num_train), val_split: int(s.num_val)},
                               int(config.seed), tuple(s.image_size), (1, int(s.max_people)),
-                              int(s.workers))
+                              int(s.workers), s.get("scene", "cluttered"))
     print(f"wrote the synthetic datasets under {root} in {time.perf_counter() - start:.0f} s:")
     for name, splits in summary.items():
         for split, counts in splits.items():

@@ -224,6 +224,23 @@ def test_scenes_vary_pose_facing_visibility_and_scale():
     assert min(heights) < 0.4 and max(heights) > 0.7
 
 
+def test_plain_scenes_are_uncluttered_and_side_by_side():
+    for i in range(12):
+        rng = S.image_rng(0, "coco", "plain", i)
+        image, persons = S.render_scene(rng, SMALL, people=(1, 2), scene="plain")
+        assert 1 <= len(persons) <= 2
+        for p in persons:
+            assert p.height >= 0.5 * SMALL[1]
+            assert abs(np.rad2deg(p.pose["roll"])) <= 10
+            assert p.pose["kind"] in ("stand", "walk", "raise")
+            assert (p.xy >= -0.5).all() and (p.xy[:, 0] <= SMALL[0]).all() and (p.xy[:, 1] <= SMALL[1]).all()
+        if len(persons) == 2:
+            a, b = (q.xy[:, 0] for q in persons)
+            assert a.max() <= b.min() or b.max() <= a.min()  # never overlapping
+    with pytest.raises(ValueError, match="scene"):
+        S.render_scene(S.image_rng(0, "coco", "plain", 0), SMALL, scene="busy")
+
+
 def test_render_speed():
     n = 10
     t = time.perf_counter()
