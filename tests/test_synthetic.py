@@ -258,3 +258,13 @@ def test_workers_give_the_same_dataset(tmp_path):
     S.write_coco(b, {"val2017": 6}, seed=2, image_size=(160, 120), workers=2)
     for f in ("annotations/person_keypoints_val2017.json", "images/val2017/000000000006.jpg"):
         assert filecmp.cmp(os.path.join(a, f), os.path.join(b, f), shallow=False)
+
+
+def test_demo_config_is_valid():
+    from configs import synthetic as demo
+    from hrgan_jax import models
+    config = demo.get_config()
+    models.validate(config.model)
+    assert config.synth.scene in S.SCENES and config.model.kernel_init == "he"
+    assert config.data.heatmap_size[0] * 4 == config.data.image_size[0]
+    assert config.optim.lr_steps[-1] * 93 < config.train.steps  # both decays happen
