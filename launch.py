@@ -50,6 +50,7 @@ Examples:
 from __future__ import annotations
 
 import os
+import re
 import sys
 
 from absl import app, flags, logging
@@ -83,6 +84,9 @@ flags.DEFINE_string("coordinator", None, "train: host:port of process 0, for a m
                     "job without a cluster launcher (with --num_processes, --process_id).")
 flags.DEFINE_integer("num_processes", None, "train: number of processes (with --coordinator).")
 flags.DEFINE_integer("process_id", None, "train: this process's index (with --coordinator).")
+flags.DEFINE_integer("heartbeat_timeout_s", 60, "train, multi-process: seconds without a "
+                     "heartbeat after which a process counts as dead and every other process "
+                     "stops with an error naming it.")
 FLAGS = flags.FLAGS
 
 
@@ -107,7 +111,8 @@ def main(argv) -> None:
         sys.exit(cli.check(config, FLAGS.net, _require("weights", mode)))
     elif mode == "train":
         from hrgan_jax import parallel
-        parallel.initialize(FLAGS.coordinator, FLAGS.num_processes, FLAGS.process_id)
+        parallel.initialize(FLAGS.coordinator, FLAGS.num_processes, FLAGS.process_id,
+                            FLAGS.heartbeat_timeout_s)
         from hrgan_jax import trainer
         trainer.train_and_evaluate(config, _require("workdir", mode))
     elif mode == "evaluate":
@@ -126,6 +131,37 @@ def main(argv) -> None:
             sys.exit(f"error: {e}")
 
 
+def _parse_flags(argv):
+    """absl's parser, with every command-line mistake as one line on stderr and exit
+    status 1: a flag value of the wrong type, an unknown --config.<path> (ml_collections
+    raises AttributeError/KeyError there, which absl would show as a traceback) and a
+    config value outside what the code accepts (configs/default.py: validate)."""
+    try:
+        argv = FLAGS(argv)
+        from configs.default import validate
+        validate(FLAGS.config)
+    except flags.Error as e:
+        _usage_error(str(e))
+    except (AttributeError, KeyError) as e:
+        unknown = re.search(r"'(\w+)", str(e))
+        key = unknown.group(1) if unknown else ""
+        named = [a.split("=")[0] for a in argv[1:] if a.startswith("--config.")
+                 and key in a.split("=")[0].split(".")]
+        suggestion = re.search(r'Did you mean "(\w+)"', str(e))
+        _usage_error(f"{', '.join(named) or 'a --config override'}: no such config field "
+                     f"{key!r}" + (f"; did you mean {suggestion.group(1)!r}?" if suggestion else
+                                   "; configs/default.py lists every field"))
+    except ValueError as e:
+        _usage_error(str(e))
+    return _quiet_libraries(argv)
+
+
+def _usage_error(message: str) -> None:
+    sys.stderr.write(f"FATAL Flags parsing error: {message}\n"
+                     "Pass --helpshort or --helpfull to see help on flags.\n")
+    sys.exit(1)
+
+
 def _quiet_libraries(argv):
     """Orbax and JAX log every save and device probe at INFO: show warnings only unless
     --verbosity (-v 0) asks for more.  Progress and results are printed to stdout."""
@@ -135,4 +171,4 @@ def _quiet_libraries(argv):
 
 
 if __name__ == "__main__":
-    app.run(main, flags_parser=lambda argv: _quiet_libraries(FLAGS(argv)))
+    app.run(main, flags_parser=_parse_flags)

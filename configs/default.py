@@ -134,3 +134,32 @@ def apply_variant(config: ConfigDict, variant: str) -> ConfigDict:
         config.train.batch_size = 128
         return config
     raise ValueError(f"unknown variant {variant!r}: choose hrgan, paper or hrnet")
+
+
+# Fields whose values the code would otherwise misread silently, or fail on far from the
+# command line: a string that must be one of a few, a (width, height) pair.
+CHOICES = {"data.name": ("coco", "mpii"), "data.source": ("files", "tfds"),
+           "train.nan_policy": ("stop", "skip"), "optim.g_name": ("rmsprop", "adam"),
+           "optim.d_name": ("rmsprop", "adam"), "model.dtype": ("float32", "bfloat16")}
+PAIRS = ("data.image_size", "data.heatmap_size", "synth.image_size")
+
+
+def validate(config: ConfigDict) -> None:
+    """Raise ValueError naming every field whose value the code cannot use."""
+    def get(path):
+        node = config
+        for part in path.split("."):
+            node = node[part]
+        return node
+
+    problems = []
+    for path, allowed in CHOICES.items():
+        if get(path) not in allowed:
+            problems.append(f"config.{path} = {get(path)!r}: choose one of {', '.join(allowed)}")
+    for path in PAIRS:
+        value = get(path)
+        if len(value) != 2 or not all(isinstance(v, int) and v > 0 for v in value):
+            problems.append(f"config.{path} = {tuple(value)!r}: give (width, height), two "
+                            f"positive integers, e.g. --config.{path}='(192, 256)'")
+    if problems:
+        raise ValueError("; ".join(problems))

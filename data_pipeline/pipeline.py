@@ -344,7 +344,12 @@ def evaluation(data_cfg, *, num_joints: int, global_batch: int, process_index: i
                 "index": tf.where(valid, rec, -1), "valid": valid, "flat": flat}
 
     if n == 0:
-        raise DataError(f"no evaluation records in split {split!r}")
+        records = getattr(src, "records", None)
+        where = records.source if records is not None and records.source else f"split {split!r}"
+        boxes = ("person with labelled joints" if data_cfg.use_gt_boxes or data_cfg.name != "coco"
+                 else f"detection of category 1 scoring >= config.data.image_threshold = "
+                      f"{data_cfg.image_threshold}")
+        raise DataError(f"{where}: nothing to evaluate in split {split!r}: it holds no {boxes}")
     ds = tf.data.Dataset.range(num_batches * b)
     ds = ds.map(example, num_parallel_calls=_parallel(data_cfg), deterministic=True)
     ds = ds.batch(b, drop_remainder=True).prefetch(2).with_options(_options(data_cfg))

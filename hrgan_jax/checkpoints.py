@@ -25,12 +25,14 @@ class Checkpoints:
 
     every_steps: interval of regular saves; keep: the most recent checkpoints kept;
     best_metric: evaluation metric whose best checkpoint is kept too (``best_mode``
-    'max' or 'min').
+    'max' or 'min'); remove_partial: delete the temporary directories of saves that
+    never completed (a killed run's), which only the run that writes here may do: a
+    reader (evaluate, export) would delete a save in progress.
     """
 
     def __init__(self, directory: str, *, every_steps: int, keep: int,
                  best_metric: str | None = None, best_mode: str = "max",
-                 async_save: bool = True):
+                 async_save: bool = True, remove_partial: bool = False):
         self.directory = os.path.abspath(directory)
         self.best_metric, self.best_mode = best_metric, best_mode
         preserve = [policies.LatestN(n=max(1, keep))]
@@ -41,7 +43,8 @@ class Checkpoints:
         options = ocp.CheckpointManagerOptions(
             save_decision_policy=policies.FixedIntervalPolicy(max(1, every_steps)),
             preservation_policy=policies.AnyPreservationPolicy(preserve),
-            enable_async_checkpointing=async_save, create=True)
+            enable_async_checkpointing=async_save, create=True,
+            cleanup_tmp_directories=remove_partial)
         self._manager = ocp.CheckpointManager(self.directory, options=options)
 
     def _metric(self, metrics: dict) -> float:
@@ -75,6 +78,23 @@ class Checkpoints:
             logging.info("checkpoint: saving step %d to %s", step, self.directory)
         return saved
 
+    def meta(self, step: int) -> dict:
+        """The JSON meta saved with checkpoint ``step`` (no array is read)."""
+        restored = self._manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))
+        return dict(restored["meta"] or {})
+
+    def check_meta(self, step: int, run: dict, keys: tuple[str, ...]) -> None:
+        """Raise CheckpointError when checkpoint ``step`` was made for another run: its
+        meta differs from ``run`` in one of ``keys`` (model, joint count, ...)."""
+        saved = self.meta(step)
+        wrong = [f"{k} = {saved[k]!r} (this run: {run[k]!r})" for k in keys
+                 if k in saved and saved[k] != run[k]]
+        if wrong:
+            raise CheckpointError(
+                f"checkpoint {os.path.join(self.directory, str(step))} was made with "
+                f"{', '.join(wrong)}: it cannot be restored into this run. Train in another "
+                f"--workdir, or use the config the checkpoint was made with.")
+
     def restore(self, step: int, abstract_state: Any) -> tuple[Any, dict]:
         """(state, meta) of checkpoint ``step``, placed as ``abstract_state`` says
         (a pytree of jax.ShapeDtypeStruct with shardings)."""
@@ -83,9 +103,10 @@ class Checkpoints:
             restored = self._manager.restore(step, args=ocp.args.Composite(
                 state=ocp.args.StandardRestore(abstract_state), meta=ocp.args.JsonRestore()))
         except (ValueError, KeyError, TypeError) as e:
+            differences = _differences(os.path.join(path, "state"), abstract_state)
             raise CheckpointError(
                 f"checkpoint {path} does not fit this run's train state (another model "
-                f"size, joint count or switch setting?): {e}") from e
+                f"size, joint count or switch setting?): {differences or e}") from e
         return restored["state"], dict(restored["meta"] or {})
 
     def wait(self) -> None:
@@ -101,3 +122,25 @@ def abstract_like(tree: Any) -> Any:
     """ShapeDtypeStructs (with shardings) of a pytree of arrays: a restore target."""
     return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype,
                                                        sharding=getattr(x, "sharding", None)), tree)
+
+
+def _leaf_name(path) -> str:
+    """A pytree path as orbax names the array: field names and indices joined by dots."""
+    return ".".join(str(getattr(k, "key", getattr(k, "name", getattr(k, "idx", k)))) for k in path)
+
+
+def _differences(state_dir: str, abstract_state: Any, most: int = 10) -> str:
+    """The arrays whose shapes differ between a saved state and ``abstract_state``, and
+    those on one side only ('' when the saved shapes cannot be read)."""
+    try:
+        saved = ocp.StandardCheckpointer().metadata(state_dir).item_metadata
+    except Exception:  # noqa: BLE001 - the caller reports the restore error instead
+        return ""
+    stored = {m.name: tuple(m.shape) for m in jax.tree.leaves(saved)}
+    wanted = {_leaf_name(p): tuple(x.shape)
+              for p, x in jax.tree_util.tree_flatten_with_path(abstract_state)[0]}
+    lines = [f"{name}: checkpoint {stored.get(name, 'has no such array')}, this run "
+             f"{wanted.get(name, 'has no such array')}"
+             for name in sorted(set(stored) | set(wanted)) if stored.get(name) != wanted.get(name)]
+    more = f"; ... and {len(lines) - most} more" if len(lines) > most else ""
+    return "; ".join(lines[:most]) + more

@@ -26,25 +26,41 @@ _CLUSTER_HINTS = {
 }
 
 
+# How long the coordination service waits for a process's heartbeat before it declares
+# the process dead and ends every other process with an error naming it.  This bounds
+# how long survivors of a crashed, killed or frozen process can hang (JAX's default is
+# 100 s); a process busy computing still sends heartbeats from its own thread.
+HEARTBEAT_TIMEOUT_S = 60
+
+
 def initialize(coordinator: str | None = None, num_processes: int | None = None,
-               process_id: int | None = None) -> None:
+               process_id: int | None = None,
+               heartbeat_timeout_s: int = HEARTBEAT_TIMEOUT_S) -> None:
     """Start jax.distributed when this is one process of many; call before any JAX work.
 
     With an explicit ``coordinator`` (host:port) the process count and id are required;
     otherwise a known cluster launcher (SLURM, Open MPI, Kubernetes, Cloud TPU) is
     detected from the environment and JAX reads the rest.  A single process does nothing.
+
+    When a process dies, the others stop with an error instead of waiting for it: at
+    once when it was the coordinator (process 0) or when they were exchanging data with
+    it (the collective fails), and otherwise within ``heartbeat_timeout_s``, when the
+    coordination service reports "the following tasks are unhealthy (stopped sending
+    heartbeats)" with the process's index and ends every process (status 134, SIGABRT).
     """
+    timeouts = {"heartbeat_timeout_seconds": int(heartbeat_timeout_s)}
     if coordinator:
         if num_processes is None or process_id is None:
             raise ValueError("--coordinator needs --num_processes and --process_id")
         jax.distributed.initialize(coordinator_address=coordinator,
-                                   num_processes=num_processes, process_id=process_id)
+                                   num_processes=num_processes, process_id=process_id,
+                                   **timeouts)
     else:
         launcher = next((n for n, hint in _CLUSTER_HINTS.items() if hint(os.environ)), None)
         if launcher is None:
             return
         logging.info("multi-process job under %s: starting jax.distributed", launcher)
-        jax.distributed.initialize()
+        jax.distributed.initialize(**timeouts)
     logging.info("process %d of %d, %d local / %d global devices", jax.process_index(),
                  jax.process_count(), jax.local_device_count(), jax.device_count())
 

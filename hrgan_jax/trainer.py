@@ -111,6 +111,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     from clu import metric_writers
 
     from data_pipeline import pipeline
+    if config.train.nan_policy not in ("stop", "skip"):
+        raise ValueError(f"config.train.nan_policy = {config.train.nan_policy!r}: choose stop or skip")
     os.makedirs(workdir, exist_ok=True)
     mesh = parallel.make_mesh(devices)
     global_batch = int(config.train.batch_size)
@@ -133,7 +135,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     ckpt = ckpt_lib.Checkpoints(os.path.join(workdir, "checkpoints"),
                                 every_steps=int(config.checkpoint.every_steps),
                                 keep=int(config.checkpoint.keep),
-                                best_metric=config.checkpoint.best_metric or None)
+                                best_metric=config.checkpoint.best_metric or None,
+                                remove_partial=True)
     meta = {"global_batch": global_batch, "seed": int(config.seed), "data": config.data.name,
             "model": config.model.name, "num_joints": num_joints,
             "steps_per_epoch": steps_per_epoch}
@@ -145,7 +148,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
             print(f"starting a new run in {workdir}: {total} steps ({steps_per_epoch} per epoch, "
                   f"global batch {global_batch} on {mesh.devices.size} devices)", flush=True)
     else:
-        state, saved = ckpt.restore(start, abstract_state(config, g_tx, d_tx, mesh))
+        try:
+            ckpt.check_meta(start, meta, ("model", "num_joints"))
+            state, saved = ckpt.restore(start, abstract_state(config, g_tx, d_tx, mesh))
+        except ckpt_lib.CheckpointError:
+            ckpt.close()
+            raise
         for key in ("global_batch", "seed", "steps_per_epoch"):
             if key in saved and saved[key] != meta[key]:
                 logging.warning("resuming with %s = %s, but the checkpoint was made with %s: the "
@@ -166,37 +174,41 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     progress = _Progress(start, total, lead)
     log_every = max(1, int(config.train.log_every))
     sums: dict[str, float] = {}
-    count, window_start, last_eval = 0, time.perf_counter(), {}
+    count, skipped, window_start, last_eval = 0, 0, time.perf_counter(), {}
     pending: tuple[int, Any] | None = None
 
     def collect(item) -> None:
         """Bring a finished step's metrics to the host (one step behind, so the device
         never waits) and stop on a non-finite step when the policy says so."""
-        nonlocal count
-        s, metrics = item
+        nonlocal count, skipped
+        index, metrics = item  # the update from step index to index + 1, on batch index
         values = {k: float(v) for k, v in jax.device_get(metrics).items()}
         if values.pop("finite") < 1.0:
-            last = ckpt.latest_step()
-            where = f"{ckpt.directory}/{last}" if last is not None else "none yet"
             if config.train.nan_policy == "stop":
+                last = ckpt.latest_step()
+                where = f"{ckpt.directory}/{last}" if last is not None else "none yet"
                 raise NonFiniteError(
-                    f"step {s}: a loss or gradient is not finite ({_format(values)}); the update "
-                    f"was not applied. Last good checkpoint: {where}. Set "
+                    f"step {index + 1} (batch {index} of the data stream): a loss or gradient "
+                    f"is not finite ({_format(values)}); the update was not applied and no "
+                    f"checkpoint holds it. Last good checkpoint: {where}. Set "
                     f"--config.train.nan_policy=skip to skip such steps instead.")
-            logging.warning("step %d: non-finite loss or gradient, update skipped", s)
+            logging.warning("step %d (batch %d): non-finite loss or gradient, update skipped",
+                            index + 1, index)
+            skipped += 1
         for k, v in values.items():
             if math.isfinite(v):
                 sums[k] = sums.get(k, 0.0) + v
         count += 1
 
     def write_summary(step: int) -> None:
-        nonlocal count, window_start, sums
+        nonlocal count, skipped, window_start, sums
         if not count:
             return
         elapsed = time.perf_counter() - window_start
         summary = {k: v / count for k, v in sums.items()}
         summary["images_per_sec"] = count * global_batch / max(elapsed, 1e-9)
         summary["steps_per_sec"] = count / max(elapsed, 1e-9)
+        summary["skipped_steps"] = skipped  # non-finite updates not applied (nan_policy=skip)
         writer.write_scalars(step, summary)
         if lead:
             with open(history_path, "a") as f:
@@ -206,7 +218,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
         logging.info(line)
         if lead and not progress.is_bar:
             print(line, flush=True)
-        sums, count, window_start = {}, 0, time.perf_counter()
+        sums, count, skipped, window_start = {}, 0, 0, time.perf_counter()
 
     step = start
     with _Preemption() as preemption:
@@ -251,6 +263,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
             if pending is not None:
                 collect(pending)
                 write_summary(step)
+            total_skipped = int(parallel.to_host(state.skipped))
+            if lead and total_skipped:
+                print(f"{total_skipped} of {step} updates were skipped as non-finite "
+                      f"(config.train.nan_policy=skip)", flush=True)
         finally:
             progress.close()
             batches_close = getattr(batches, "close", None)
@@ -275,7 +291,10 @@ def _draw_curves(history_path: str, out: str) -> None:
     points: dict[int, dict] = {}
     with open(history_path) as f:
         for line in f:
-            row = json.loads(line)
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # the last line of a run killed while writing it
             points[row["step"]] = row  # a resumed run rewrites later steps: keep the last
     keys = ("content_loss", "l_real", "l_fake", "l_adv", "k", "m_global")
     history = {k: [(s, points[s][k]) for s in sorted(points) if k in points[s]] for k in keys}

@@ -231,3 +231,33 @@ def test_mpii_training_batches(tmp_path):
     assert batch["image"].shape == (2, 64, 64, 3) and batch["joints"].shape == (2, 16, 2)
     with pytest.raises(ValueError, match="num_joints"):
         pipeline.train(cfg, num_joints=17, global_batch=2, seed=0)
+
+
+def test_missing_dataset_directory_names_what_is_missing(tmp_path):
+    cfg = coco_cfg(str(tmp_path / "nowhere"), image_size=(48, 64))
+    with pytest.raises(DataError, match="nowhere.*person_keypoints_train2017.json: annotation "
+                                        "file not found; check config.data.root"):
+        pipeline.train(cfg, num_joints=17, global_batch=2, seed=0)
+    root = write_coco(str(tmp_path / "no_images"), "train2017", num_images=2)
+    os.rename(os.path.join(root, "images"), os.path.join(root, "pictures"))
+    with pytest.raises(DataError, match=r"no image directory for split 'train2017'.*no_images"):
+        pipeline.train(coco_cfg(root, image_size=(48, 64)), num_joints=17, global_batch=2, seed=0)
+
+
+def test_detections_for_unknown_images_name_the_entry(coco_root, tmp_path):
+    dets = json.load(open(os.path.join(coco_root, coco.DEFAULT_DETECTIONS)))
+    dets[1]["image_id"] = 424242
+    path = str(tmp_path / "dets.json")
+    json.dump(dets, open(path, "w"))
+    with pytest.raises(DataError, match=r"dets.json: \[1\]: refers to image_id 424242, which is "
+                                        r"not in .*person_keypoints_val2017.json"):
+        coco.read_detections(coco_root, "val2017", detection_file=path)
+    assert len(coco.read_detections(coco_root, "val2017", detection_file=path,
+                                    skip_bad=True)) == len(dets) - 1
+
+
+def test_empty_evaluation_set_is_an_error_naming_the_file(coco_root):
+    cfg = coco_cfg(coco_root, image_size=(48, 64), image_threshold=2.0)  # scores are <= 1
+    with pytest.raises(DataError, match=r"COCO_val2017_detections_AP_H_56_person.json: nothing "
+                                        r"to evaluate in split 'val2017'.*image_threshold = 2.0"):
+        pipeline.evaluation(cfg, num_joints=17, global_batch=4)

@@ -53,7 +53,9 @@ def test_export_converts_official_weights(tmp_path):
 def test_bad_command_lines_say_what_is_wrong(tmp_path):
     r = run("launch.py", "--mode=check", "--config=configs/default.py:tiny",
             "--config.model.num_jionts=3", f"--weights={tmp_path / 'x.npz'}")
-    assert r.returncode != 0 and "num_jionts" in r.stderr
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert ("--config.model.num_jionts: no such config field 'num_jionts'; did you mean "
+            "'num_joints'?") in r.stderr
     r = run("launch.py", "--mode=train")
     assert r.returncode != 0 and "--mode=train needs --workdir" in r.stderr
     r = run("launch.py", "train")
@@ -64,6 +66,17 @@ def test_bad_command_lines_say_what_is_wrong(tmp_path):
     for word in ("Modes:", "train", "evaluate", "export", "synth", "--weights", "--config",
                  "--workdir"):
         assert word in r.stdout, word
+
+
+def test_config_values_of_the_wrong_type_or_shape_are_one_line_errors(tmp_path):
+    cases = {"--config.train.steps=abc": "flag --config.train.steps=abc: invalid literal for int()",
+             "--config.data.image_size=64": "config.data.image_size = (64,): give (width, height)",
+             "--config.train.nan_policy=skp": "config.train.nan_policy = 'skp': choose one of stop, skip"}
+    for arg, message in cases.items():
+        r = run("launch.py", "--mode=check", "--config=configs/default.py:tiny", arg,
+                f"--weights={tmp_path / 'x.npz'}")
+        assert r.returncode == 1 and "Traceback" not in r.stderr, (arg, r.stderr)
+        assert message in r.stderr, (arg, r.stderr)
 
 
 @pytest.mark.slow  # compiles two networks in a subprocess: ~20 s on a CPU

@@ -116,3 +116,29 @@ def test_sigterm_saves_a_checkpoint_and_exits_cleanly(coco_root, tmp_path):
     out, _ = proc.communicate(timeout=600)
     assert proc.returncode == 0, out[-3000:]
     assert f"resuming from step {step} of {step + 1}" in out
+
+
+def test_a_checkpoint_of_another_network_is_refused_naming_both(coco_root, tmp_path):
+    from hrgan_jax import models
+    made = _config(coco_root, 6)
+    g_tx, d_tx, _, _ = state_lib.optimizers(made, steps_per_epoch=1)
+    ckpt = checkpoints.Checkpoints(str(tmp_path / "checkpoints"), every_steps=1, keep=1,
+                                   async_save=False)
+    state = parallel.replicate(state_lib.create(made, g_tx, d_tx), parallel.make_mesh(ONE))
+    ckpt.save(3, state, {"model": made.model.name, "num_joints": 17, "step": 3}, force=True)
+    ckpt.close()
+    where = str(tmp_path / "checkpoints" / "3")
+
+    bigger = _config(coco_root, 6)
+    bigger.model = models.hrnet_config("small", num_joints=17)
+    with pytest.raises(checkpoints.CheckpointError,
+                       match=f"{where} was made with model = 'tiny' \\(this run: 'small'\\)"):
+        trainer.train_and_evaluate(bigger, str(tmp_path), devices=ONE)
+    # The same network name with another head: the shapes tell.
+    other_head = _config(coco_root, 6)
+    other_head.model.final_conv_kernel = 3
+    with pytest.raises(checkpoints.CheckpointError, match=f"{where} does not fit") as e:
+        trainer.train_and_evaluate(other_head, str(tmp_path), devices=ONE)
+    assert "g_params.final_layer.kernel: checkpoint (1, 1, 8, 17), this run (3, 3, 8, 17)" \
+        in str(e.value)
+    assert os.listdir(tmp_path / "checkpoints") == ["3"]  # nothing lost or overwritten

@@ -185,6 +185,17 @@ def test_bad_files_name_the_file(tmp_path):
         weights.load_file(odd)
 
 
+@pytest.mark.parametrize("ext", ["safetensors", "npz"])
+def test_truncated_file_names_the_file(tmp_path, ext):
+    _, _, sd = tiny()
+    path = tmp_path / f"cut.{ext}"
+    weights.save_file(sd, path)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])  # a copy or download that stopped half-way
+    with pytest.raises(ValueError, match=f"cannot read weights from .*cut.{ext}"):
+        weights.load_file(path)
+
+
 @requires_torch
 def test_pth_official_checkpoint_formats(tmp_path):
     import torch

@@ -1,0 +1,376 @@
+"""Fault injection: a training run killed (-9) and preempted (SIGTERM) at random moments,
+non-finite steps under both NaN policies, and a two-process job losing a process.
+
+The kill moments are random but seeded; a failure message shows the seed and the faults
+so far, and HRGAN_FAULT_SEED=<seed> replays it.
+"""
+import json
+import os
+import pathlib
+import random
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+import jax
+import numpy as np
+import pytest
+
+from conftest import tiny_train_config
+from hrgan_jax import checkpoints, parallel, state as state_lib, trainer
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+SEED = int(os.environ.get("HRGAN_FAULT_SEED", "2024"))
+ONE = jax.devices()[:1]
+PARTIAL = ".orbax-checkpoint-tmp"  # orbax writes a save here and renames it when complete
+
+
+@pytest.fixture(scope="module")
+def coco_root(tmp_path_factory):
+    from data_pipeline import synthetic
+    root = tmp_path_factory.mktemp("synthetic") / "coco"
+    synthetic.write_coco(str(root), {"train2017": 24, "val2017": 4}, seed=0,
+                         image_size=(160, 120), people=(1, 2))
+    return str(root)
+
+
+# ---- kill -9 and SIGTERM ------------------------------------------------------------------
+
+STEPS = 20
+# The model and data flags of tests/test_trainer.py's subprocess run: the same program, so
+# the compilation cache serves both.
+TRAIN_FLAGS = ["--config=configs/default.py:tiny", "--config.data.image_size=(64, 64)",
+               "--config.data.heatmap_size=(16, 16)", "--config.train.batch_size=8",
+               f"--config.train.steps={STEPS}", "--config.train.log_every=1",
+               "--config.checkpoint.every_steps=2", "--config.checkpoint.keep=3",
+               "--config.eval.every_epochs=-1"]
+
+
+def _run_config(root):
+    """The config TRAIN_FLAGS make, for restoring the runs' checkpoints here."""
+    return tiny_train_config(**{"data.root": root, "train.steps": STEPS, "train.log_every": 1,
+                                "checkpoint.every_steps": 2, "checkpoint.keep": 3,
+                                "eval.every_epochs": -1})
+
+
+class _Training:
+    """launch.py --mode=train in a subprocess, its output collected by a thread."""
+
+    def __init__(self, root, workdir):
+        env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=1"}
+        self.proc = subprocess.Popen(
+            [sys.executable, "launch.py", "--mode=train", f"--workdir={workdir}", *TRAIN_FLAGS,
+             f"--config.data.root={root}"],
+            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        self.lines: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self):
+        for line in self.proc.stdout:
+            self.lines.append(line)
+
+    def output(self) -> str:
+        self._reader.join(timeout=10)
+        return "".join(self.lines)
+
+    def steps_done(self) -> int:
+        return sum(1 for line in list(self.lines) if re.match(r"step \d+/", line))
+
+    def wait_until(self, condition, what: str, timeout: float = 300.0) -> None:
+        """Poll ``condition`` every 5 ms; fail if the run ends or times out first."""
+        end = time.monotonic() + timeout
+        while not condition():
+            if self.proc.poll() is not None:
+                raise AssertionError(f"the run ended (status {self.proc.returncode}) before "
+                                     f"{what}:\n{self.output()[-3000:]}")
+            if time.monotonic() > end:
+                raise AssertionError(f"no {what} within {timeout} s:\n{self.output()[-3000:]}")
+            time.sleep(0.005)
+
+    def kill(self) -> None:
+        self.proc.kill()
+        self.proc.wait()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        if self.proc.poll() is None:  # a failed check left it running
+            self.kill()
+
+    def finish(self, timeout: float = 600.0) -> str:
+        self.proc.wait(timeout=timeout)
+        out = self.output()
+        assert self.proc.returncode == 0, out[-3000:]
+        return out
+
+
+def _complete(ckpt_dir) -> list[int]:
+    """Steps of the complete checkpoints: directories named by their step alone."""
+    if not os.path.isdir(ckpt_dir):
+        return []
+    return sorted(int(n) for n in os.listdir(ckpt_dir) if n.isdigit())
+
+
+def _partial(ckpt_dir) -> list[int]:
+    """Steps of the saves in progress (or cut short): orbax's temporary directories."""
+    if not os.path.isdir(ckpt_dir):
+        return []
+    return sorted(int(n.split(".")[0]) for n in os.listdir(ckpt_dir) if PARTIAL in n)
+
+
+def _resumed_from(out: str) -> int | None:
+    """The step a run said it resumed from (0 for a new run), None if it said nothing yet."""
+    m = re.search(r"resuming from step (\d+) of", out)
+    if m:
+        return int(m.group(1))
+    return 0 if "starting a new run" in out else None
+
+
+def _restore_latest(config, workdir):
+    g_tx, d_tx, _, _ = state_lib.optimizers(config, steps_per_epoch=1)
+    ckpt = checkpoints.Checkpoints(os.path.join(workdir, "checkpoints"), every_steps=1,
+                                   keep=100, async_save=False)
+    step = ckpt.latest_step()
+    state, _ = ckpt.restore(step, trainer.abstract_state(config, g_tx, d_tx,
+                                                         parallel.make_mesh(ONE)))
+    ckpt.close()
+    return step, jax.device_get(state)
+
+
+def _inject(fault: str, run: _Training, rng: random.Random, ckpt_dir, newest: int):
+    """Wait for the fault's moment in ``run`` and inject it.  Returns what happened and
+    whether a checkpoint write was cut short."""
+    if fault == "start-up":
+        delay = rng.uniform(1.0, 15.0)
+        deadline = time.monotonic() + delay
+        run.wait_until(lambda: time.monotonic() > deadline, f"{delay:.1f} s of start-up")
+        run.kill()
+        return f"kill -9 {delay:.1f} s after start", False
+    if fault == "saving":  # the run's second save: the first one is progress
+        def second_save() -> int | None:
+            done = [s for s in _complete(ckpt_dir) if s > newest]
+            writing = [s for s in _partial(ckpt_dir) if done and s > done[-1]]
+            return writing[0] if writing else None
+        run.wait_until(lambda: second_save() is not None, "a second checkpoint being written")
+        run.kill()
+        cut = second_save()  # still partial after the kill: the write was cut short
+        return (f"kill -9 while writing step {cut}" if cut is not None else
+                "kill -9 as a checkpoint completed"), cut is not None
+    steps = rng.randint(1, 4)
+    run.wait_until(lambda: run.steps_done() >= steps, f"{steps} steps")
+    if fault == "between steps":
+        pause = rng.uniform(0.0, 1.0)
+        time.sleep(pause)
+        run.kill()
+        return f"kill -9 {pause:.2f} s after {steps} steps", False
+    assert fault == "sigterm", fault
+    sent = time.monotonic()
+    run.proc.send_signal(signal.SIGTERM)
+    out = run.finish(timeout=60)
+    took = time.monotonic() - sent
+    assert took < 30, f"SIGTERM took {took:.1f} s"
+    stopped = re.search(r"stopped at step (\d+): checkpoint saved", out)
+    assert stopped, f"no 'stopped at step' line:\n{out[-3000:]}"
+    assert _complete(ckpt_dir)[-1] == int(stopped.group(1)), _complete(ckpt_dir)
+    return f"SIGTERM after {steps} steps: saved step {stopped.group(1)} in {took:.1f} s", False
+
+
+@pytest.mark.slow
+def test_kills_and_preemption_lose_nothing(coco_root, tmp_path):
+    """11 faults in one training run: kill -9 while a checkpoint is being written (3,
+    each run's second save), between steps (2) and during start-up (5: imports,
+    restore, compilation), and one SIGTERM.  Every restart resumes from the newest complete checkpoint, a directory
+    named like a checkpoint is always complete, and the final state is bitwise the
+    state of a run that was never interrupted."""
+    rng = random.Random(SEED)
+    reference, faulted = tmp_path / "reference", tmp_path / "faulted"
+    ckpt_dir = faulted / "checkpoints"
+    with _Training(coco_root, reference) as run:
+        run.finish()
+
+    plan = ["saving"] * 3 + ["between steps"] * 2 + ["start-up"] * 5 + ["sigterm"]
+    rng.shuffle(plan)
+    history: list[str] = []
+    mid_save = 0
+
+    def context() -> str:
+        return f"(seed {SEED}; faults so far: {'; '.join(history) or 'none'})"
+
+    for fault in plan:
+        complete = _complete(ckpt_dir)
+        newest = complete[-1] if complete else 0
+        with _Training(coco_root, faulted) as run:
+            try:
+                event, cut = _inject(fault, run, rng, ckpt_dir, newest)
+            except AssertionError as e:
+                raise AssertionError(f"{fault}: {e} {context()}") from None
+        history.append(event)
+        mid_save += cut
+        resumed = _resumed_from(run.output())
+        assert resumed in (None, newest), (
+            f"restart resumed from step {resumed}, but the newest complete checkpoint was "
+            f"{newest} {context()}")
+        # What the next start will choose is complete.  (Only the newest: orbax deletes
+        # old checkpoints file by file, so a kill then can leave an older step half gone;
+        # it is never resumed from, and the next save's retention deletes it again.)
+        if _complete(ckpt_dir):
+            chosen = ckpt_dir / str(_complete(ckpt_dir)[-1])
+            assert (chosen / "commit_success.txt").is_file(), (chosen, context())
+
+    newest = max(_complete(ckpt_dir), default=0)
+    assert 0 < newest < STEPS, f"the faults left nothing to resume from or to do {context()}"
+    with _Training(coco_root, faulted) as run:
+        out = run.finish()
+    assert _resumed_from(out) == newest, context()
+    assert not _partial(ckpt_dir), f"partial saves were not removed {context()}"
+    assert len([h for h in history if h.startswith("kill")]) >= 10
+    # Kills aimed at a save (polled every 5 ms; a save takes hundreds): most land in it.
+    assert mid_save >= 2, f"only {mid_save} kills interrupted a save {context()}"
+
+    config = _run_config(coco_root)
+    step_a, a = _restore_latest(config, reference)
+    step_b, b = _restore_latest(config, faulted)
+    assert step_a == step_b == STEPS and int(b.step) == STEPS and int(b.skipped) == 0
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y), err_msg=context())
+
+
+# ---- NaN and Inf --------------------------------------------------------------------------
+
+POISONED = 4  # batch index: the update from step 4 to step 5
+
+
+def _poison_batch(monkeypatch, index: int) -> None:
+    """Every training stream's batch ``index`` gets NaN joint visibilities: its target
+    weights, content loss and every gradient are NaN."""
+    from data_pipeline import pipeline
+    clean = pipeline.train
+
+    def train(*args, start_step=0, **kwargs):
+        batches = clean(*args, start_step=start_step, **kwargs)
+        try:
+            for k, batch in enumerate(batches, start=start_step):
+                if k == index:
+                    batch = dict(batch, joints_vis=np.full_like(batch["joints_vis"], np.nan))
+                yield batch
+        finally:
+            getattr(batches, "close", lambda: None)()
+    monkeypatch.setattr(pipeline, "train", train)
+
+
+def _nan_config(root, policy, every_steps):
+    return tiny_train_config(**{"data.root": root, "train.steps": 6, "train.log_every": 2,
+                                "train.nan_policy": policy, "eval.every_epochs": -1,
+                                "checkpoint.every_steps": every_steps, "checkpoint.keep": 10})
+
+
+def _saved_states(config, workdir) -> dict[int, object]:
+    g_tx, d_tx, _, _ = state_lib.optimizers(config, steps_per_epoch=1)
+    target = trainer.abstract_state(config, g_tx, d_tx, parallel.make_mesh(ONE))
+    ckpt = checkpoints.Checkpoints(os.path.join(workdir, "checkpoints"), every_steps=1,
+                                   keep=100, async_save=False)
+    states = {s: jax.device_get(ckpt.restore(s, target)[0]) for s in ckpt.all_steps()}
+    ckpt.close()
+    return states
+
+
+def _all_finite(state) -> bool:
+    return all(np.isfinite(np.asarray(x, np.float64)).all() for x in jax.tree.leaves(state))
+
+
+@pytest.mark.slow
+def test_nan_stop_names_the_step_and_the_last_good_checkpoint(coco_root, tmp_path,
+                                                               monkeypatch):
+    _poison_batch(monkeypatch, POISONED)
+    config = _nan_config(coco_root, "stop", every_steps=2)
+    # Step 5 is not a log step, so its metrics are read one step late, after step 6 ran.
+    with pytest.raises(trainer.NonFiniteError) as e:
+        trainer.train_and_evaluate(config, str(tmp_path), devices=ONE)
+    message = str(e.value)
+    assert message.startswith("step 5 (batch 4 of the data stream): a loss or gradient is "
+                              "not finite"), message
+    assert f"Last good checkpoint: {tmp_path / 'checkpoints' / '4'}." in message
+    assert "nan_policy=skip" in message
+    states = _saved_states(config, tmp_path)
+    assert sorted(states) == [2, 4]  # nothing at or after the poisoned step
+    assert all(_all_finite(s) and int(s.skipped) == 0 for s in states.values())
+
+
+@pytest.mark.slow
+def test_nan_skip_skips_the_update_and_counts_it(coco_root, tmp_path, monkeypatch, capsys):
+    _poison_batch(monkeypatch, POISONED)
+    config = _nan_config(coco_root, "skip", every_steps=1)
+    trainer.train_and_evaluate(config, str(tmp_path), devices=ONE)
+    assert "1 of 6 updates were skipped as non-finite" in capsys.readouterr().out
+    states = _saved_states(config, tmp_path)
+    assert sorted(states) == [1, 2, 3, 4, 5, 6]
+    assert all(_all_finite(s) for s in states.values())
+    assert [int(states[s].skipped) for s in range(1, 7)] == [0, 0, 0, 0, 1, 1]
+    # The skipped update changed nothing but the step counters; the next one trained on.
+    before, skipped, after = states[4], states[5], states[6]
+    for field in ("g_params", "g_stats", "g_opt", "d_params", "d_stats", "d_opt", "k", "rng"):
+        for x, y in zip(jax.tree.leaves(getattr(before, field)),
+                        jax.tree.leaves(getattr(skipped, field)), strict=True):
+            np.testing.assert_array_equal(x, y, err_msg=field)
+    assert not np.array_equal(jax.tree.leaves(after.g_params)[0],
+                              jax.tree.leaves(skipped.g_params)[0])
+    rows = {r["step"]: r for r in map(json.loads, open(tmp_path / "metrics.jsonl"))}
+    assert rows[5]["skipped_steps"] == 1 and rows[6]["skipped_steps"] == 0
+    assert np.isfinite(rows[6]["content_loss"])
+
+
+# ---- a lost process -----------------------------------------------------------------------
+
+HEARTBEAT_S = 10  # launch.py's --heartbeat_timeout_s is 60 by default; short here to save time
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("victim", [1, 0], ids=["worker dies", "coordinator dies"])
+def test_the_survivor_of_a_lost_process_exits_with_an_error_naming_it(tmp_path, victim):
+    """Two processes all-reduce in a loop; one is killed (-9).  The other must end with a
+    non-zero status within the heartbeat timeout (plus start-up slack), saying which
+    process it lost: a dead worker is named by its index once its heartbeats stop, a
+    dead coordinator (process 0) as the coordination service / leader."""
+    port = _free_port()
+    logs = [open(tmp_path / f"process{i}.log", "w+") for i in range(2)]
+    procs = [subprocess.Popen([sys.executable, str(ROOT / "tests" / "peer_loss_worker.py"),
+                               f"--process_id={i}", f"--coordinator=localhost:{port}",
+                               f"--heartbeat_timeout_s={HEARTBEAT_S}"],
+                              stdout=logs[i], stderr=subprocess.STDOUT, text=True)
+             for i in range(2)]
+    survivor = procs[1 - victim]
+    try:
+        end = time.monotonic() + 300
+        while "round 3," not in (tmp_path / f"process{1 - victim}.log").read_text():
+            assert time.monotonic() < end and all(p.poll() is None for p in procs), \
+                "the two processes never got going:\n" + "\n".join(
+                    (tmp_path / f"process{i}.log").read_text()[-2000:] for i in range(2))
+            time.sleep(0.1)
+        procs[victim].kill()
+        killed = time.monotonic()
+        status = survivor.wait(timeout=HEARTBEAT_S + 60)
+        took = time.monotonic() - killed
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()
+    out = (tmp_path / f"process{1 - victim}.log").read_text()
+    assert status != 0, out[-3000:]
+    assert took < HEARTBEAT_S + 30, f"the survivor took {took:.1f} s to stop:\n{out[-3000:]}"
+    if victim == 1:
+        named = ("stopped sending heartbeats):\n1" in out or "Task 1 heartbeat timeout" in out)
+    else:
+        named = "coordination service" in out and "leader" in out
+    assert named, out[-5000:]
