@@ -140,7 +140,8 @@ def apply_variant(config: ConfigDict, variant: str) -> ConfigDict:
 # command line: a string that must be one of a few, a (width, height) pair.
 CHOICES = {"data.name": ("coco", "mpii"), "data.source": ("files", "tfds"),
            "train.nan_policy": ("stop", "skip"), "optim.g_name": ("rmsprop", "adam"),
-           "optim.d_name": ("rmsprop", "adam"), "model.dtype": ("float32", "bfloat16")}
+           "optim.d_name": ("rmsprop", "adam"), "model.dtype": ("float32", "bfloat16"),
+           "model.kernel_init": ("official", "he"), "synth.scene": ("cluttered", "plain")}
 PAIRS = ("data.image_size", "data.heatmap_size", "synth.image_size")
 
 
