@@ -61,6 +61,16 @@ requires_torch = pytest.mark.skipif(
                            "the machine has it; these tests read and write real .pth files")
 
 
+@pytest.fixture(scope="session")
+def train_coco_root(tmp_path_factory):
+    """A small synthetic COCO dataset for training runs (24 train, 4 val images)."""
+    from data_pipeline import synthetic
+    root = tmp_path_factory.mktemp("synthetic") / "coco"
+    synthetic.write_coco(str(root), {"train2017": 24, "val2017": 4}, seed=0,
+                         image_size=(160, 120), people=(1, 2))
+    return str(root)
+
+
 def tiny_train_config(**overrides):
     """The default config with the tiny network on 64x64 inputs: a train step in seconds."""
     from configs.default import get_config

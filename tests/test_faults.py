@@ -29,15 +29,6 @@ ONE = jax.devices()[:1]
 PARTIAL = ".orbax-checkpoint-tmp"  # orbax writes a save here and renames it when complete
 
 
-@pytest.fixture(scope="module")
-def coco_root(tmp_path_factory):
-    from data_pipeline import synthetic
-    root = tmp_path_factory.mktemp("synthetic") / "coco"
-    synthetic.write_coco(str(root), {"train2017": 24, "val2017": 4}, seed=0,
-                         image_size=(160, 120), people=(1, 2))
-    return str(root)
-
-
 # ---- kill -9 and SIGTERM ------------------------------------------------------------------
 
 STEPS = 20
@@ -182,7 +173,7 @@ def _inject(fault: str, run: _Training, rng: random.Random, ckpt_dir, newest: in
 
 
 @pytest.mark.slow
-def test_kills_and_preemption_lose_nothing(coco_root, tmp_path):
+def test_kills_and_preemption_lose_nothing(train_coco_root, tmp_path):
     """11 faults in one training run: kill -9 while a checkpoint is being written (3,
     each run's second save), between steps (2) and during start-up (5: imports,
     restore, compilation), and one SIGTERM.  Every restart resumes from the newest complete checkpoint, a directory
@@ -191,7 +182,7 @@ def test_kills_and_preemption_lose_nothing(coco_root, tmp_path):
     rng = random.Random(SEED)
     reference, faulted = tmp_path / "reference", tmp_path / "faulted"
     ckpt_dir = faulted / "checkpoints"
-    with _Training(coco_root, reference) as run:
+    with _Training(train_coco_root, reference) as run:
         run.finish()
 
     plan = ["saving"] * 3 + ["between steps"] * 2 + ["start-up"] * 5 + ["sigterm"]
@@ -205,7 +196,7 @@ def test_kills_and_preemption_lose_nothing(coco_root, tmp_path):
     for fault in plan:
         complete = _complete(ckpt_dir)
         newest = complete[-1] if complete else 0
-        with _Training(coco_root, faulted) as run:
+        with _Training(train_coco_root, faulted) as run:
             try:
                 event, cut = _inject(fault, run, rng, ckpt_dir, newest)
             except AssertionError as e:
@@ -225,7 +216,7 @@ def test_kills_and_preemption_lose_nothing(coco_root, tmp_path):
 
     newest = max(_complete(ckpt_dir), default=0)
     assert 0 < newest < STEPS, f"the faults left nothing to resume from or to do {context()}"
-    with _Training(coco_root, faulted) as run:
+    with _Training(train_coco_root, faulted) as run:
         out = run.finish()
     assert _resumed_from(out) == newest, context()
     assert not _partial(ckpt_dir), f"partial saves were not removed {context()}"
@@ -233,7 +224,7 @@ def test_kills_and_preemption_lose_nothing(coco_root, tmp_path):
     # Kills aimed at a save (polled every 5 ms; a save takes hundreds): most land in it.
     assert mid_save >= 2, f"only {mid_save} kills interrupted a save {context()}"
 
-    config = _run_config(coco_root)
+    config = _run_config(train_coco_root)
     step_a, a = _restore_latest(config, reference)
     step_b, b = _restore_latest(config, faulted)
     assert step_a == step_b == STEPS and int(b.step) == STEPS and int(b.skipped) == 0
@@ -285,10 +276,10 @@ def _all_finite(state) -> bool:
 
 
 @pytest.mark.slow
-def test_nan_stop_names_the_step_and_the_last_good_checkpoint(coco_root, tmp_path,
+def test_nan_stop_names_the_step_and_the_last_good_checkpoint(train_coco_root, tmp_path,
                                                                monkeypatch):
     _poison_batch(monkeypatch, POISONED)
-    config = _nan_config(coco_root, "stop", every_steps=2)
+    config = _nan_config(train_coco_root, "stop", every_steps=2)
     # Step 5 is not a log step, so its metrics are read one step late, after step 6 ran.
     with pytest.raises(trainer.NonFiniteError) as e:
         trainer.train_and_evaluate(config, str(tmp_path), devices=ONE)
@@ -303,9 +294,9 @@ def test_nan_stop_names_the_step_and_the_last_good_checkpoint(coco_root, tmp_pat
 
 
 @pytest.mark.slow
-def test_nan_skip_skips_the_update_and_counts_it(coco_root, tmp_path, monkeypatch, capsys):
+def test_nan_skip_skips_the_update_and_counts_it(train_coco_root, tmp_path, monkeypatch, capsys):
     _poison_batch(monkeypatch, POISONED)
-    config = _nan_config(coco_root, "skip", every_steps=1)
+    config = _nan_config(train_coco_root, "skip", every_steps=1)
     trainer.train_and_evaluate(config, str(tmp_path), devices=ONE)
     assert "1 of 6 updates were skipped as non-finite" in capsys.readouterr().out
     states = _saved_states(config, tmp_path)

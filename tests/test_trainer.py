@@ -13,15 +13,6 @@ from hrgan_jax import checkpoints, parallel, state as state_lib, trainer
 ONE = jax.devices()[:1]  # the sharded step is tested in test_step; one CPU device is fastest
 
 
-@pytest.fixture(scope="module")
-def coco_root(tmp_path_factory):
-    from data_pipeline import synthetic
-    root = tmp_path_factory.mktemp("synthetic") / "coco"
-    synthetic.write_coco(str(root), {"train2017": 24, "val2017": 4}, seed=0,
-                         image_size=(160, 120), people=(1, 2))
-    return str(root)
-
-
 def _config(root, steps):
     config = tiny_train_config(**{"data.root": root, "train.steps": steps,
                                   "train.log_every": 2, "checkpoint.every_steps": 3,
@@ -41,17 +32,17 @@ def _final_state(config, workdir):
 
 
 @pytest.mark.slow
-def test_resume_is_exact(coco_root, tmp_path, capsys):
+def test_resume_is_exact(train_coco_root, tmp_path, capsys):
     straight, split = str(tmp_path / "straight"), str(tmp_path / "split")
-    trainer.train_and_evaluate(_config(coco_root, 6), straight, devices=ONE)
-    trainer.train_and_evaluate(_config(coco_root, 3), split, devices=ONE)
+    trainer.train_and_evaluate(_config(train_coco_root, 6), straight, devices=ONE)
+    trainer.train_and_evaluate(_config(train_coco_root, 3), split, devices=ONE)
     out = capsys.readouterr().out
     assert "starting a new run" in out
-    trainer.train_and_evaluate(_config(coco_root, 6), split, devices=ONE)
+    trainer.train_and_evaluate(_config(train_coco_root, 6), split, devices=ONE)
     assert "resuming from step 3 of 6" in capsys.readouterr().out
 
-    step_a, a, meta = _final_state(_config(coco_root, 6), straight)
-    step_b, b, _ = _final_state(_config(coco_root, 6), split)
+    step_a, a, meta = _final_state(_config(train_coco_root, 6), straight)
+    step_b, b, _ = _final_state(_config(train_coco_root, 6), split)
     assert step_a == step_b == 6 and int(a.step) == int(b.step) == 6
     assert meta["global_batch"] == 8 and meta["step"] == 6
     leaves_a, leaves_b = jax.tree.leaves(a), jax.tree.leaves(b)
@@ -89,11 +80,11 @@ def _launch_train(root, workdir, steps):
 
 
 @pytest.mark.slow
-def test_sigterm_saves_a_checkpoint_and_exits_cleanly(coco_root, tmp_path):
+def test_sigterm_saves_a_checkpoint_and_exits_cleanly(train_coco_root, tmp_path):
     import signal
     import time
     workdir = tmp_path / "run"
-    proc = _launch_train(coco_root, workdir, 1000)
+    proc = _launch_train(train_coco_root, workdir, 1000)
     lines = []
     for line in proc.stdout:  # wait until training is under way
         lines.append(line)
@@ -112,15 +103,15 @@ def test_sigterm_saves_a_checkpoint_and_exits_cleanly(coco_root, tmp_path):
     step = int(stopped[0].split()[3].rstrip(":"))
     assert os.path.isdir(workdir / "checkpoints" / str(step))
     # The next run continues from it.
-    proc = _launch_train(coco_root, workdir, step + 1)
+    proc = _launch_train(train_coco_root, workdir, step + 1)
     out, _ = proc.communicate(timeout=600)
     assert proc.returncode == 0, out[-3000:]
     assert f"resuming from step {step} of {step + 1}" in out
 
 
-def test_a_checkpoint_of_another_network_is_refused_naming_both(coco_root, tmp_path):
+def test_a_checkpoint_of_another_network_is_refused_naming_both(train_coco_root, tmp_path):
     from hrgan_jax import models
-    made = _config(coco_root, 6)
+    made = _config(train_coco_root, 6)
     g_tx, d_tx, _, _ = state_lib.optimizers(made, steps_per_epoch=1)
     ckpt = checkpoints.Checkpoints(str(tmp_path / "checkpoints"), every_steps=1, keep=1,
                                    async_save=False)
@@ -129,13 +120,13 @@ def test_a_checkpoint_of_another_network_is_refused_naming_both(coco_root, tmp_p
     ckpt.close()
     where = str(tmp_path / "checkpoints" / "3")
 
-    bigger = _config(coco_root, 6)
+    bigger = _config(train_coco_root, 6)
     bigger.model = models.hrnet_config("small", num_joints=17)
     with pytest.raises(checkpoints.CheckpointError,
                        match=f"{where} was made with model = 'tiny' \\(this run: 'small'\\)"):
         trainer.train_and_evaluate(bigger, str(tmp_path), devices=ONE)
     # The same network name with another head: the shapes tell.
-    other_head = _config(coco_root, 6)
+    other_head = _config(train_coco_root, 6)
     other_head.model.final_conv_kernel = 3
     with pytest.raises(checkpoints.CheckpointError, match=f"{where} does not fit") as e:
         trainer.train_and_evaluate(other_head, str(tmp_path), devices=ONE)
