@@ -149,6 +149,11 @@ def export(config: ml_collections.ConfigDict, net: str, workdir: str | None,
     _write_official(variables, config, "generator", os.path.join(out, "generator.safetensors"),
                     source)
     print(f"wrote {msgpack_path} and {os.path.join(out, 'config.json')}")
+    try:
+        import tensorflow  # noqa: F401  (only the SavedModel needs it)
+    except ImportError:
+        print("skipped generator_savedmodel/: TensorFlow is not installed here")
+        return
     from hrgan_jax import saved_model
     sm = saved_model.write(config, variables, os.path.join(out, "generator_savedmodel"))
     print(f"wrote {sm}: TensorFlow SavedModel, uint8 crops -> heatmaps, keypoints, scores")
