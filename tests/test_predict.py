@@ -249,3 +249,14 @@ def test_launch_predict_error_is_one_clear_line(tmp_path):
                        timeout=300)
     assert r.returncode == 1
     assert r.stderr.strip().splitlines()[-1].startswith(f"error: {tmp_path / 'x.jpg'}: cannot decode")
+
+
+def test_export_without_tensorflow_skips_only_the_saved_model(tmp_path, monkeypatch, capsys):
+    config = small_config()
+    src = tmp_path / "g.safetensors"
+    weights.save_file(weights.trained_scale_state_dict(config.model, "generator", seed=3), src)
+    monkeypatch.setitem(sys.modules, "tensorflow", None)  # import tensorflow -> ImportError
+    cli.export(config, "generator", None, str(src), str(tmp_path / "export"))
+    assert sorted(p.name for p in (tmp_path / "export").iterdir()) == [
+        "config.json", "generator.msgpack", "generator.safetensors"]
+    assert "TensorFlow is not installed" in capsys.readouterr().out
