@@ -15,6 +15,7 @@ and change fields.
 from ml_collections import ConfigDict
 
 from hrgan_jax.models import hrnet_config
+from hrgan_jax.models.config import KERNEL_INITS
 
 
 def get_config(preset: str = "w32") -> ConfigDict:
@@ -141,7 +142,7 @@ def apply_variant(config: ConfigDict, variant: str) -> ConfigDict:
 CHOICES = {"data.name": ("coco", "mpii"), "data.source": ("files", "tfds"),
            "train.nan_policy": ("stop", "skip"), "optim.g_name": ("rmsprop", "adam"),
            "optim.d_name": ("rmsprop", "adam"), "model.dtype": ("float32", "bfloat16"),
-           "model.kernel_init": ("official", "he"), "synth.scene": ("cluttered", "plain")}
+           "model.kernel_init": KERNEL_INITS, "synth.scene": ("cluttered", "plain")}
 PAIRS = ("data.image_size", "data.heatmap_size", "synth.image_size")
 
 

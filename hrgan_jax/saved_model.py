@@ -20,34 +20,24 @@ import os
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from hrgan_jax import keypoints, models
-from hrgan_jax.step import normalize_images
+from hrgan_jax import keypoints
 
 
 def inference_fn(config: ml_collections.ConfigDict, variables: Any):
-    """images uint8 (B, H, W, 3) -> dict(heatmaps, keypoints, scores); pure JAX."""
-    from data_pipeline.joints import FLIP_PAIRS
-    module = models.generator(config.model)
-    flip_pairs = FLIP_PAIRS[config.data.name]
+    """images uint8 (B, H, W, 3) -> dict(heatmaps, keypoints, scores); pure JAX, the
+    evaluation's own heatmaps and peaks."""
+    from hrgan_jax.evaluation import runner
+    heatmaps_of = runner.heatmaps_fn(config)
     width, height = config.data.image_size
     hm_width, hm_height = config.data.heatmap_size
-
-    def apply(x):
-        return module.apply(variables, x, train=False)
+    stride = np.asarray([width / hm_width, height / hm_height], np.float32)
 
     def fn(images):
-        x = normalize_images(images)
-        if config.eval.flip_test:
-            heatmaps = keypoints.flip_test_heatmaps(apply, x, flip_pairs,
-                                                    config.eval.shift_heatmap)
-        else:
-            heatmaps = apply(x)
+        heatmaps = heatmaps_of(variables, images)
         coords, maxvals = keypoints.heatmap_peaks(heatmaps, config.eval.post_process)
-        stride = jnp.asarray([width / hm_width, height / hm_height], jnp.float32)
         return {"heatmaps": heatmaps, "keypoints": coords * stride, "scores": maxvals[..., 0]}
 
     return fn

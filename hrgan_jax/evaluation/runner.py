@@ -20,23 +20,31 @@ from hrgan_jax import keypoints, models, parallel
 from hrgan_jax.step import normalize_images
 
 
-def predict_fn(config: ml_collections.ConfigDict) -> Callable:
-    """``predict(variables, images uint8 (B,H,W,3)) -> (coords (B,J,2) heatmap px, maxvals (B,J,1))``.
-
-    G in eval mode; with config.eval.flip_test the mirrored crops are averaged in
-    (flipped back, pairs swapped, shifted one pixel as the official flip test).
-    """
+def heatmaps_fn(config: ml_collections.ConfigDict) -> Callable:
+    """``heatmaps(variables, images uint8 (B,H,W,3)) -> (B,h,w,J)``: G in eval mode; with
+    config.eval.flip_test the mirrored crops are averaged in (flipped back, pairs
+    swapped, shifted one pixel as the official flip test)."""
     from data_pipeline.joints import FLIP_PAIRS
     generator = models.generator(config.model)
     flip_pairs = FLIP_PAIRS[config.data.name]
     flip, shift = bool(config.eval.flip_test), bool(config.eval.shift_heatmap)
+
+    def heatmaps(variables, images):
+        x = normalize_images(images)
+        apply = lambda im: generator.apply(variables, im, train=False)
+        return keypoints.flip_test_heatmaps(apply, x, flip_pairs, shift) if flip else apply(x)
+
+    return heatmaps
+
+
+def predict_fn(config: ml_collections.ConfigDict) -> Callable:
+    """``predict(variables, images uint8 (B,H,W,3)) -> (coords (B,J,2) heatmap px, maxvals (B,J,1))``:
+    the peaks of ``heatmaps_fn``'s heatmaps."""
+    heatmaps = heatmaps_fn(config)
     post = bool(config.eval.post_process)
 
     def predict(variables, images):
-        x = normalize_images(images)
-        apply = lambda im: generator.apply(variables, im, train=False)
-        heatmaps = keypoints.flip_test_heatmaps(apply, x, flip_pairs, shift) if flip else apply(x)
-        return keypoints.heatmap_peaks(heatmaps, post)
+        return keypoints.heatmap_peaks(heatmaps(variables, images), post)
 
     return predict
 
