@@ -10,9 +10,11 @@ Modes:
             by themselves under SLURM, Open MPI, Kubernetes or Cloud TPU, or with
             --coordinator/--num_processes/--process_id.
   evaluate  Evaluate a generator on config.data.val_split (COCO AP with OKS-NMS, or MPII
-            PCKh) and print the official table; it is also written as JSON.  Weights: the
-            best (or, without evaluations, the latest) checkpoint of --workdir, or
-            --weights=FILE (official .pth/.safetensors/.npz, or generator.msgpack).
+            PCKh) and print the official table; it is also written as JSON, with the COCO
+            results file or pred.mat, into --out (default WORKDIR/evaluate/ or
+            WEIGHTS.evaluate/: never the training's own eval/).  Weights: the best (or,
+            without evaluations, the latest) checkpoint of --workdir, or --weights=FILE
+            (official .pth/.safetensors/.npz, or generator.msgpack).
   export    Write network weights: generator.msgpack (Flax variables) + config.json and
             generator.safetensors in the official PyTorch key layout, and
             generator_savedmodel/ (a TensorFlow SavedModel: uint8 crops in, heatmaps,
@@ -31,11 +33,15 @@ Modes:
             detections naming each image by file_name, or by image_id for COCO-style
             numeric file names; boxes scoring below config.data.image_threshold are
             dropped); without --boxes each image is one person, the whole image its box.
-            Each box is cropped as in evaluation (flip test included).  Writes
+            Boxes follow the rules of the dataset reader (bbox [x, y, w, h] with w, h > 0,
+            numeric score).  Each box is cropped as in evaluation (flip test included).
+            Images are turned upright by their EXIF orientation first (the training and
+            evaluation pipelines ignore it, as the official code does).  Writes
             keypoints.pose.json (COCO keypoint results, plus file_name and bbox) and
-            <image name>.pose.png with the skeletons drawn, into --out or beside the
-            input.  A missing or undecodable image, or a box naming an image that is
-            not among the inputs, stops with an error naming the file.
+            <image name>.pose.png with the skeletons drawn (joints scoring at least
+            config.eval.draw_threshold, 0.2), into --out or beside the input, and says how
+            many joints it drew.  A missing or undecodable image, or a box naming an image
+            that is not among the inputs, stops with an error naming the file.
 
 Examples:
   python launch.py --mode=synth --config=configs/synthetic.py --config.data.root=/tmp/synth
@@ -73,7 +79,8 @@ flags.DEFINE_string("weights", None, "evaluate/export/check/predict: a weights f
 flags.DEFINE_string("out", None, "export: a directory (generator.msgpack, "
                     "generator.safetensors, config.json, generator_savedmodel/) or one .safetensors/.npz/.pth file. "
                     "predict: the directory for keypoints.pose.json and the drawn images "
-                    "(default: beside the input).")
+                    "(default: beside the input). evaluate: the directory for the results "
+                    "(default: WORKDIR/evaluate/ or WEIGHTS.evaluate/; never the training's eval/).")
 flags.DEFINE_string("input", None, "predict: an image file or a directory of images.")
 flags.DEFINE_string("boxes", None, "predict: person boxes, a COCO results-format detection "
                     "JSON (default: the whole image is one person).")
@@ -102,7 +109,21 @@ def main(argv) -> None:
         raise app.UsageError(f"unexpected arguments {argv[1:]}: give the mode as --mode=...")
     if FLAGS.mode is None:
         raise app.UsageError(f"give --mode: one of {', '.join(MODES)} (see --help)")
-    config, mode = FLAGS.config, FLAGS.mode
+    try:
+        _run(FLAGS.config, FLAGS.mode)
+    except _user_errors() as e:
+        # Bad input the message already explains (file, record, field): one line, no traceback.
+        sys.exit(f"error: {' '.join(str(e).split())}")
+
+
+def _user_errors() -> tuple[type, ...]:
+    from data_pipeline.records import DataError
+    from hrgan_jax.checkpoints import CheckpointError
+    from hrgan_jax.predict import PredictError
+    return DataError, CheckpointError, PredictError
+
+
+def _run(config, mode: str) -> None:
     if mode == "synth":
         from hrgan_jax import cli
         cli.synth(config)
@@ -117,18 +138,15 @@ def main(argv) -> None:
         trainer.train_and_evaluate(config, _require("workdir", mode))
     elif mode == "evaluate":
         from hrgan_jax import cli
-        cli.evaluate(config, FLAGS.workdir, FLAGS.weights, FLAGS.checkpoint)
+        cli.evaluate(config, FLAGS.workdir, FLAGS.weights, FLAGS.checkpoint, FLAGS.out)
     elif mode == "export":
         from hrgan_jax import cli
         cli.export(config, FLAGS.net, FLAGS.workdir, FLAGS.weights, _require("out", mode),
                    FLAGS.checkpoint)
     elif mode == "predict":
         from hrgan_jax import predict
-        try:
-            predict.predict(config, _require("input", mode), FLAGS.boxes, FLAGS.workdir,
-                            FLAGS.weights, FLAGS.out, FLAGS.checkpoint)
-        except predict.PredictError as e:
-            sys.exit(f"error: {e}")
+        predict.predict(config, _require("input", mode), FLAGS.boxes, FLAGS.workdir,
+                        FLAGS.weights, FLAGS.out, FLAGS.checkpoint)
 
 
 def _parse_flags(argv):

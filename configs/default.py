@@ -38,8 +38,8 @@ def get_config(preset: str = "w32") -> ConfigDict:
     config.data.root = ""  # dataset directory, laid out as the official dataset
     config.data.source = "files"  # files (read root directly) | tfds (prepared TFDS dataset)
     config.data.tfds_dir = ""  # TFDS data_dir when source=tfds ('' = TFDS default)
-    config.data.train_split = "train2017"  # COCO: train2017; MPII: train
-    config.data.val_split = "val2017"  # COCO: val2017; MPII: valid
+    config.data.train_split = ""  # '' = the dataset's official name (COCO train2017, MPII train)
+    config.data.val_split = ""  # '' = the dataset's official name (COCO val2017, MPII valid)
     config.data.image_size = (192, 256)  # network input (width, height)
     config.data.heatmap_size = (48, 64)  # heatmap (width, height) = input / 4
     config.data.sigma = 2.0  # Gaussian target standard deviation in heatmap pixels
@@ -98,6 +98,7 @@ def get_config(preset: str = "w32") -> ConfigDict:
     config.eval.in_vis_thre = 0.2  # COCO rescoring: joints above this score count
     config.eval.oks_thre = 0.9  # COCO OKS-NMS threshold
     config.eval.max_images = 0  # when > 0, evaluate on the first this many images only
+    config.eval.draw_threshold = 0.2  # pictures (predict, TensorBoard crops): joints scoring below this are not drawn
 
     # ---- synthetic dataset (launch.py --mode=synth writes DIR/coco and DIR/mpii, DIR = data.root) ----
     config.synth = ConfigDict()
@@ -113,7 +114,7 @@ def get_config(preset: str = "w32") -> ConfigDict:
     config.checkpoint = ConfigDict()
     config.checkpoint.every_steps = 1000  # steps between checkpoints (also saved at the end and on SIGTERM)
     config.checkpoint.keep = 3  # most recent checkpoints kept (plus the best)
-    config.checkpoint.best_metric = "AP"  # evaluation metric that picks the best checkpoint (COCO AP, MPII Mean)
+    config.checkpoint.best_metric = ""  # evaluation metric that picks the best checkpoint ('' = COCO AP, MPII Mean)
     return config
 
 

@@ -12,13 +12,10 @@ def get_config(variant: str = "hrgan"):
     config = default.get_config("w32")
     config.model.num_joints = 16
     config.data.name = "mpii"
-    config.data.train_split = "train"
-    config.data.val_split = "valid"
     config.data.image_size = (256, 256)
     config.data.heatmap_size = (64, 64)
     config.data.scale_factor = 0.25
     config.data.rotation_factor = 30.0
     config.data.half_body_prob = 0.0  # the official MPII config never uses half-body
     config.train.batch_size = 32  # 8 per GPU x 4 in the public code
-    config.checkpoint.best_metric = "Mean"
     return default.apply_variant(config, variant)

@@ -48,10 +48,42 @@ class AugmentConfig:
         return self.image_size[0] / self.image_size[1]
 
 
+def is_jpeg(data: tf.Tensor) -> tf.Tensor:
+    """Whether the bytes are JPEG (SOI marker), whatever the file is called."""
+    return tf.equal(tf.strings.substr(data, 0, 3), b"\xff\xd8\xff")
+
+
+def decode_image(data: tf.Tensor) -> tf.Tensor:
+    """Image bytes -> uint8 (H, W, 3) RGB.  Like the official cv2.imread, any format it
+    reads (JPEG, PNG, BMP, ...) is decoded by its content, not its file name; EXIF
+    orientation is ignored, as the official IMREAD_IGNORE_ORIENTATION does."""
+    return tf.cond(is_jpeg(data),
+                   lambda: tf.io.decode_jpeg(data, channels=3, dct_method=DCT),
+                   lambda: tf.ensure_shape(
+                       tf.io.decode_image(data, channels=3, expand_animations=False),
+                       [None, None, 3]))
+
+
+def _header_shape(data: tf.Tensor) -> tf.Tensor:
+    """(height, width, 3) int64 without decoding the pixels: the JPEG header, or PNG's
+    IHDR; other formats (BMP, GIF, ...) are decoded to learn their size."""
+    def png():
+        wh = tf.io.decode_raw(tf.strings.substr(data, 16, 8), tf.uint8, little_endian=False)
+        wh = tf.cast(tf.reshape(wh, [2, 4]), tf.int64)
+        w, h = [wh[i, 0] * 2 ** 24 + wh[i, 1] * 2 ** 16 + wh[i, 2] * 2 ** 8 + wh[i, 3]
+                for i in range(2)]
+        return tf.stack([h, w, tf.constant(3, tf.int64)])
+
+    is_png = tf.equal(tf.strings.substr(data, 0, 8), b"\x89PNG\r\n\x1a\n")
+    return tf.case([(is_jpeg(data), lambda: tf.io.extract_jpeg_shape(data, output_type=tf.int64)),
+                    (is_png, png)],
+                   default=lambda: tf.shape(decode_image(data), out_type=tf.int64))
+
+
 def image_shape(data: tf.Tensor, path: tf.Tensor) -> tf.Tensor:
-    """(height, width, channels) from the JPEG header; fails naming the file when the image
-    is larger than MAX_SIDE on a side or MAX_PIXELS in all."""
-    shape = tf.io.extract_jpeg_shape(data, output_type=tf.int64)
+    """(height, width, channels) from the image header; fails naming the file when the
+    image is larger than MAX_SIDE on a side or MAX_PIXELS in all."""
+    shape = _header_shape(data)
     ok = tf.logical_and(tf.reduce_max(shape[:2]) <= MAX_SIDE, shape[0] * shape[1] <= MAX_PIXELS)
     check = tf.debugging.Assert(ok, ["image too large (decompression-bomb guard: at most",
                                      MAX_SIDE, "px a side and", MAX_PIXELS, "pixels):", path,
@@ -151,34 +183,43 @@ def eval_transform(center, scale, image_size):
 
 
 def decode_and_warp(data, path, trans, image_size, crop_decode: bool = True):
-    """JPEG bytes -> uint8 (h, w, 3) RGB: the image warped by trans (image px -> output px)
+    """Image bytes -> uint8 (h, w, 3) RGB: the image warped by trans (image px -> output px)
     with bilinear interpolation and zero fill, as cv2.warpAffine(INTER_LINEAR) does.
 
-    crop_decode: decode only the part of the image the crop reads (plus a pixel), which
-    gives the same output for a fraction of the decoding work.
+    crop_decode: for JPEG, decode only the part of the image the crop reads (plus a
+    pixel), which gives the same output for a fraction of the decoding work.  Other
+    formats (decode_image) are decoded whole.
     """
-    out_w, out_h = image_size
     shape = image_shape(data, path)
     trans = tf.cast(trans, tf.float32)
     if crop_decode:
-        inv = _invert(trans)
-        h, w = tf.cast(shape[0], tf.float32), tf.cast(shape[1], tf.float32)
-        corners = tf.constant([[0.0, 0.0], [out_w - 1.0, 0.0], [0.0, out_h - 1.0],
-                               [out_w - 1.0, out_h - 1.0]])
-        src = corners @ tf.transpose(inv[:, :2]) + inv[:, 2]
-        lo = tf.floor(tf.reduce_min(src, 0)) - 1.0
-        hi = tf.math.ceil(tf.reduce_max(src, 0)) + 1.0
-        x0 = tf.clip_by_value(lo[0], 0.0, w - 1.0)
-        y0 = tf.clip_by_value(lo[1], 0.0, h - 1.0)
-        x1 = tf.clip_by_value(hi[0], x0, w - 1.0)
-        y1 = tf.clip_by_value(hi[1], y0, h - 1.0)
-        window = tf.cast(tf.stack([y0, x0, y1 - y0 + 1.0, x1 - x0 + 1.0]), tf.int32)
-        image = tf.io.decode_and_crop_jpeg(data, window, channels=3, dct_method=DCT)
-        # Crop pixel q is image pixel q + (x0, y0): shift the matrix's input accordingly.
-        trans = tf.concat([trans[:, :2], trans[:, 2:] + trans[:, :2] @ tf.stack([[x0], [y0]])], 1)
+        image, trans = tf.cond(is_jpeg(data),
+                               lambda: _crop_decode_jpeg(data, shape, trans, image_size),
+                               lambda: (decode_image(data), trans))
     else:
-        image = tf.io.decode_jpeg(data, channels=3, dct_method=DCT)
+        image = decode_image(data)
     return warp(image, trans, image_size)
+
+
+def _crop_decode_jpeg(data, shape, trans, image_size):
+    """(the JPEG's window that the crop reads, decoded; trans for that window's pixels)."""
+    out_w, out_h = image_size
+    inv = _invert(trans)
+    h, w = tf.cast(shape[0], tf.float32), tf.cast(shape[1], tf.float32)
+    corners = tf.constant([[0.0, 0.0], [out_w - 1.0, 0.0], [0.0, out_h - 1.0],
+                           [out_w - 1.0, out_h - 1.0]])
+    src = corners @ tf.transpose(inv[:, :2]) + inv[:, 2]
+    lo = tf.floor(tf.reduce_min(src, 0)) - 1.0
+    hi = tf.math.ceil(tf.reduce_max(src, 0)) + 1.0
+    x0 = tf.clip_by_value(lo[0], 0.0, w - 1.0)
+    y0 = tf.clip_by_value(lo[1], 0.0, h - 1.0)
+    x1 = tf.clip_by_value(hi[0], x0, w - 1.0)
+    y1 = tf.clip_by_value(hi[1], y0, h - 1.0)
+    window = tf.cast(tf.stack([y0, x0, y1 - y0 + 1.0, x1 - x0 + 1.0]), tf.int32)
+    image = tf.io.decode_and_crop_jpeg(data, window, channels=3, dct_method=DCT)
+    # Crop pixel q is image pixel q + (x0, y0): shift the matrix's input accordingly.
+    trans = tf.concat([trans[:, :2], trans[:, 2:] + trans[:, :2] @ tf.stack([[x0], [y0]])], 1)
+    return tf.ensure_shape(image, [None, None, 3]), trans
 
 
 def _cv2_warp(image: np.ndarray, trans: np.ndarray, out_w, out_h) -> np.ndarray:

@@ -53,9 +53,32 @@ def _images(ann: dict, path: str, bad: BadRecords) -> dict[int, dict]:
     return images
 
 
+def _number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
 def _finite_box(box) -> bool:
-    return (isinstance(box, (list, tuple)) and len(box) == 4
-            and all(isinstance(v, (int, float)) and math.isfinite(v) for v in box))
+    return isinstance(box, (list, tuple)) and len(box) == 4 and all(map(_number, box))
+
+
+def detection(det, where: str) -> tuple[float, tuple[float, float, float, float]] | None:
+    """(score, (x, y, w, h)) of one entry of a COCO results-format detection file, or None
+    when it is not a person (category_id other than 1).  The one set of rules for such
+    files, in every mode: a missing category_id means person, a missing score 1; a score
+    must be a finite number and bbox four finite numbers with w > 0 and h > 0.  A bad
+    entry raises DataError naming ``where`` and the field."""
+    if not isinstance(det, dict):
+        raise DataError(f"{where}: not an object (a detection is {{image_id, category_id, bbox, score}})")
+    if det.get("category_id", 1) != 1:
+        return None
+    score = det.get("score", 1.0)
+    if not _number(score):
+        raise DataError(f"{where}: 'score' must be a number, got {score!r}")
+    box = det.get("bbox")
+    if not _finite_box(box) or box[2] <= 0 or box[3] <= 0:
+        raise DataError(f"{where}: 'bbox' must be [x, y, w, h], four numbers with w > 0 and "
+                        f"h > 0, got {box!r}")
+    return float(score), tuple(float(v) for v in box)
 
 
 def read_ground_truth(root: str, split: str, *, num_joints: int = 17, aspect_ratio: float = 0.75,
@@ -69,7 +92,8 @@ def read_ground_truth(root: str, split: str, *, num_joints: int = 17, aspect_rat
     present = list_images(directory)
     rows, dropped = [], 0
     for i, obj in enumerate(ann["annotations"]):
-        where = f"{path}: annotations[{i}] (id {obj.get('id') if isinstance(obj, dict) else '?'})"
+        origin = f"annotations[{i}] (id {obj.get('id') if isinstance(obj, dict) else '?'})"
+        where = f"{path}: {origin}"
         if not isinstance(obj, dict):
             bad(f"{where}: not an object")
             continue
@@ -103,7 +127,8 @@ def read_ground_truth(root: str, split: str, *, num_joints: int = 17, aspect_rat
         center, scale = box_to_center_scale(clean, aspect_ratio)
         rows.append({"image_path": os.path.join(directory, im["file_name"]),
                      "image_id": obj["image_id"], "center": center, "scale": scale,
-                     "joints": k[:, :2], "joints_vis": np.minimum(k[:, 2], 1.0), "score": 1.0})
+                     "joints": k[:, :2], "joints_vis": np.minimum(k[:, 2], 1.0), "score": 1.0,
+                     "origin": origin})
     if dropped:
         logging.info("%s: %d box(es) outside their image dropped by the official clipping rule",
                      path, dropped)
@@ -119,6 +144,10 @@ def read_detections(root: str, split: str, *, detection_file: str = "", num_join
     ann_path = annotation_file(root, split)
     images = _images(load_json(ann_path), ann_path, BadRecords(skip_bad, ann_path))
     path = detection_file or os.path.join(root, DEFAULT_DETECTIONS)
+    if not os.path.isfile(path):
+        raise DataError(f"{path}: detection file not found (config.data.detection_file; '' = "
+                        f"ROOT/{DEFAULT_DETECTIONS}); or evaluate with ground-truth boxes: "
+                        f"--config.data.use_gt_boxes=true")
     dets = load_json(path)
     if not isinstance(dets, list):
         raise DataError(f"{path}: a COCO results file is a list of {{image_id, category_id, "
@@ -129,24 +158,19 @@ def read_detections(root: str, split: str, *, detection_file: str = "", num_join
     rows = []
     for i, det in enumerate(dets):
         where = f"{path}: [{i}]"
-        if not isinstance(det, dict):
-            bad(f"{where}: not an object")
+        try:
+            person = detection(det, where)
+        except DataError as e:
+            bad(str(e))
             continue
-        if det.get("category_id") != 1:
+        if person is None:
             continue
-        score = det.get("score")
-        if not isinstance(score, (int, float)) or not math.isfinite(score):
-            bad(f"{where}: 'score' must be a number, got {score!r}")
-            continue
+        score, box = person
         if score < image_threshold:
             continue
         im = images.get(det.get("image_id"))
         if im is None:
             bad(f"{where}: refers to image_id {det.get('image_id')!r}, which is not in {ann_path}")
-            continue
-        box = det.get("bbox")
-        if not _finite_box(box) or box[2] <= 0 or box[3] <= 0:
-            bad(f"{where}: 'bbox' must be [x, y, w, h] with w > 0 and h > 0, got {box!r}")
             continue
         if im["file_name"] not in present:
             bad(f"{where}: image {os.path.join(directory, im['file_name'])} does not exist")
@@ -155,7 +179,8 @@ def read_detections(root: str, split: str, *, detection_file: str = "", num_join
         rows.append({"image_path": os.path.join(directory, im["file_name"]),
                      "image_id": det["image_id"], "center": center, "scale": scale,
                      "joints": np.zeros((num_joints, 2), np.float32),
-                     "joints_vis": np.ones((num_joints,), np.float32), "score": float(score)})
+                     "joints_vis": np.ones((num_joints,), np.float32), "score": score,
+                     "origin": f"[{i}]"})
     bad.summary()
     logging.info("%s: %d person boxes with score >= %g", path, len(rows), image_threshold)
     return Records.from_rows(rows, num_joints, path)

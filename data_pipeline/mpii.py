@@ -74,7 +74,8 @@ def read(root: str, split: str, *, num_joints: int = 16, skip_bad: bool = False)
         c, s = mpii_center_scale(center, float(scale))
         rows.append({"image_path": os.path.join(directory, a["image"]), "image_id": i,
                      "center": c, "scale": s, "joints": joints - 1.0,
-                     "joints_vis": (vis > 0).astype(np.float32), "score": 1.0})
+                     "joints_vis": (vis > 0).astype(np.float32), "score": 1.0,
+                     "origin": f"[{i}]"})
     bad.summary()
     logging.info("%s: %d people", path, len(rows))
     return Records.from_rows(rows, num_joints, path)

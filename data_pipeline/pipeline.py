@@ -17,6 +17,7 @@ import functools
 import weakref
 import math
 import os
+import re
 
 import numpy as np
 import tensorflow as tf
@@ -24,7 +25,7 @@ from absl import logging
 
 from data_pipeline import augment, coco, mpii
 from data_pipeline.joints import NUM_JOINTS, UPPER_BODY, flip_permutation
-from data_pipeline.records import DataError, Records
+from data_pipeline.records import DataError, Records, split_names
 
 tf.config.set_visible_devices([], "GPU")
 
@@ -80,7 +81,8 @@ class _FileSource:
         return ex
 
     def describe(self, rec: int) -> tuple[str, str]:
-        return str(self.records.image_path[rec]), f"record {rec} of {self.records.source}"
+        """(image path, the record as its file numbers it: 'FILE: annotations[9] (id N)')."""
+        return str(self.records.image_path[rec]), f"{self.records.source}: {self.records.origin[rec]}"
 
 
 def _source(data_cfg, split: str, *, num_joints: int, training: bool):
@@ -119,14 +121,21 @@ def _parallel(data_cfg) -> int:
     return tf.data.AUTOTUNE if n < 0 else max(n, 1)
 
 
+def tf_message(error: Exception) -> str:
+    """A TensorFlow error's first line without its '{{function_node __wrapped__...}}' prefix."""
+    text = (getattr(error, "message", "") or str(error) or type(error).__name__).strip()
+    text = re.sub(r"\{\{function_node [^}]*\}\}\s*", "", text)
+    return text.splitlines()[0] if text else type(error).__name__
+
+
 def _check_decodable(path: str) -> str | None:
     """Why the image at path cannot be read and decoded (None if it can)."""
     try:
         data = tf.io.read_file(path)
         augment.image_shape(data, tf.constant(path))
-        tf.io.decode_jpeg(data, channels=3, dct_method=augment.DCT)
+        augment.decode_image(data)
     except _DECODE_ERRORS as e:
-        return e.message.strip().splitlines()[0] if e.message else type(e).__name__
+        return tf_message(e)
     return None
 
 
@@ -212,10 +221,21 @@ class DatasetInfo:
 
 
 def steps_per_epoch(data_cfg, global_batch: int, *, num_joints: int | None = None) -> int:
-    """Training steps per epoch: num_records // global_batch (the remainder is dropped)."""
+    """Training steps per epoch: num_records // global_batch (the remainder is dropped);
+    a DataError when the training split cannot fill one global batch."""
     num_joints = num_joints or NUM_JOINTS[data_cfg.name]
-    src = _source(data_cfg, data_cfg.train_split, num_joints=num_joints, training=True)
+    src = _source(data_cfg, split_names(data_cfg)[0], num_joints=num_joints, training=True)
+    _check_fills_a_batch(src, global_batch)
     return DatasetInfo(src.num_records, global_batch).steps_per_epoch
+
+
+def _check_fills_a_batch(src, global_batch: int) -> None:
+    if src.num_records < global_batch:
+        records = getattr(src, "records", None)
+        where = records.source if records is not None else getattr(src, "name", "the training split")
+        raise DataError(f"{where}: {src.num_records} training records cannot fill one global "
+                        f"batch of {global_batch}: set --config.train.batch_size to at most "
+                        f"{src.num_records} (a multiple of the device count), or add data")
 
 
 def _per_process(global_batch: int, process_index: int, process_count: int) -> int:
@@ -259,12 +279,10 @@ def train(data_cfg, *, num_joints: int, global_batch: int, seed: int, process_in
     """
     b = _per_process(global_batch, process_index, process_count)
     cfg = _augment_config(data_cfg, num_joints)
-    src = _source(data_cfg, data_cfg.train_split, num_joints=num_joints, training=True)
+    src = _source(data_cfg, split_names(data_cfg)[0], num_joints=num_joints, training=True)
     info = DatasetInfo(src.num_records, global_batch)
+    _check_fills_a_batch(src, global_batch)
     spe = info.steps_per_epoch
-    if spe == 0:
-        raise DataError(f"{src.num_records} training records cannot fill one global batch of "
-                        f"{global_batch}")
     n = src.num_records
     seed_t = tf.constant(int(seed), tf.int64)
 
@@ -317,7 +335,7 @@ def evaluation(data_cfg, *, num_joints: int, global_batch: int, process_index: i
     """
     b = _per_process(global_batch, process_index, process_count)
     _augment_config(data_cfg, num_joints)  # checks num_joints against the dataset
-    split = data_cfg.val_split
+    split = split_names(data_cfg)[1]
     src = _source(data_cfg, split, num_joints=num_joints, training=False)
     n = src.num_records
     num_batches = max(1, math.ceil(n / global_batch))

@@ -38,6 +38,17 @@ class BadRecords:
                             self.what, self.count)
 
 
+# The official split names, used when config.data.train_split / val_split are ''.
+DEFAULT_SPLITS = {"coco": ("train2017", "val2017"), "mpii": ("train", "valid")}
+
+
+def split_names(data_cfg) -> tuple[str, str]:
+    """(train split, validation split): the config's, or the dataset's official names
+    where the config leaves them ''."""
+    train, val = DEFAULT_SPLITS.get(data_cfg.name, ("", ""))
+    return data_cfg.train_split or train, data_cfg.val_split or val
+
+
 def load_json(path: str):
     """json.load with an error that names the file (and where it broke)."""
     if not os.path.isfile(path):
@@ -57,8 +68,9 @@ class Records:
     image_path: (N,) str, full path; image_id: (N,) int64 (COCO id, MPII index in the
     annotation list); center, scale: (N, 2) float32 (scale in units of 200 px);
     joints: (N, J, 2) float32 image pixels (0-based); joints_vis: (N, J) float32 in {0, 1};
-    score: (N,) float32 box score (1 for ground-truth boxes); source: the annotation
-    (or detection) file the records came from.
+    score: (N,) float32 box score (1 for ground-truth boxes); origin: (N,) str, where
+    each record is in its file, as the file numbers it ('annotations[9] (id 1234)',
+    '[41]'); source: the annotation (or detection) file the records came from.
     """
     image_path: np.ndarray
     image_id: np.ndarray
@@ -67,6 +79,7 @@ class Records:
     joints: np.ndarray
     joints_vis: np.ndarray
     score: np.ndarray
+    origin: np.ndarray
     source: str = ""
 
     def __len__(self) -> int:
@@ -89,6 +102,8 @@ class Records:
             joints=col("joints", (num_joints, 2), np.float32),
             joints_vis=col("joints_vis", (num_joints,), np.float32),
             score=col("score", (), np.float32),
+            origin=np.array([r["origin"] for r in rows], dtype=object).astype(str)
+            if n else np.zeros((0,), str),
             source=source,
         )
 

@@ -36,21 +36,8 @@ import cv2
 import numpy as np
 import scipy.io
 
-COCO_KEYPOINTS = (
-    "nose", "left_eye", "right_eye", "left_ear", "right_ear", "left_shoulder",
-    "right_shoulder", "left_elbow", "right_elbow", "left_wrist", "right_wrist",
-    "left_hip", "right_hip", "left_knee", "right_knee", "left_ankle", "right_ankle")
-COCO_SKELETON = (
-    (16, 14), (14, 12), (17, 15), (15, 13), (12, 13), (6, 12), (7, 13), (6, 7), (6, 8),
-    (7, 9), (8, 10), (9, 11), (2, 3), (1, 2), (1, 3), (2, 4), (3, 5), (4, 6), (5, 7))
-MPII_JOINTS = (
-    "r_ankle", "r_knee", "r_hip", "l_hip", "l_knee", "l_ankle", "pelvis", "thorax",
-    "upper_neck", "head_top", "r_wrist", "r_elbow", "r_shoulder", "l_shoulder",
-    "l_elbow", "l_wrist")
-# The names gt_valid.mat carries in `dataset_joints` (what MPII's evaluation looks up).
-MPII_MAT_NAMES = (
-    "rank", "rkne", "rhip", "lhip", "lkne", "lank", "pelv", "thrx", "neck", "head",
-    "rwri", "relb", "rsho", "lsho", "lelb", "lwri")
+from data_pipeline.joints import COCO_JOINTS, COCO_LIMBS, MPII_SHORT_NAMES
+
 COCO_DETECTION_FILE = "COCO_val2017_detections_AP_H_56_person.json"
 
 # The figure's points, in body coordinates of a figure 1 unit tall (ankle to head top):
@@ -697,7 +684,7 @@ def write_coco(root, splits=None, seed: int = 0, image_size=(640, 480), people=(
               {"info": {"description": f"hrgan-jax synthetic figures, seed {seed}"},
                "images": images, "annotations": annotations,
                "categories": [{"id": 1, "name": "person", "supercategory": "person",
-                               "keypoints": list(COCO_KEYPOINTS), "skeleton": [list(p) for p in COCO_SKELETON]}]})
+                               "keypoints": list(COCO_JOINTS), "skeleton": [[a + 1, b + 1] for a, b in COCO_LIMBS]}]})
         if split == val_split:
             _dump(os.path.join(root, "person_detection_results", COCO_DETECTION_FILE),
                   _detections(annotations, images, seed, split))
@@ -765,7 +752,7 @@ def write_mpii(root, splits=None, seed: int = 0, image_size=(640, 480), people=(
 def _write_gt_mat(path, records, head_boxes):
     n = len(records)
     names = np.empty((1, 16), dtype=object)
-    for i, name in enumerate(MPII_MAT_NAMES):
+    for i, name in enumerate(MPII_SHORT_NAMES):
         names[0, i] = np.array([name])
     pos = np.array([r["joints"] for r in records], np.float64).reshape(n, 16, 2)
     scipy.io.savemat(path, {

@@ -4,9 +4,15 @@ Each checkpoint is a directory ``checkpoints/<step>/`` with the sharded train st
 a small JSON ``meta`` (where the data stood, the config's identity).  Orbax writes into
 a temporary directory and renames it when complete, so a run killed mid-save leaves no
 checkpoint that could be mistaken for a complete one.
+
+A checkpoint is saved before its evaluation runs (an evaluation that fails or is killed
+loses nothing), so evaluation results are recorded afterwards, in
+``checkpoints/evaluations.json`` ({step: metrics}), and the best-checkpoint policy reads
+them from there.
 """
 from __future__ import annotations
 
+import json
 import os
 from typing import Any
 
@@ -35,11 +41,10 @@ class Checkpoints:
                  async_save: bool = True, remove_partial: bool = False):
         self.directory = os.path.abspath(directory)
         self.best_metric, self.best_mode = best_metric, best_mode
+        self._evaluations = self._read_evaluations()
         preserve = [policies.LatestN(n=max(1, keep))]
         if best_metric:
-            preserve.append(policies.BestN(get_metric_fn=self._metric, n=1,
-                                           reverse=best_mode == "min",
-                                           keep_checkpoints_without_metrics=False))
+            preserve.append(_KeepBest(self))
         options = ocp.CheckpointManagerOptions(
             save_decision_policy=policies.FixedIntervalPolicy(max(1, every_steps)),
             preservation_policy=policies.AnyPreservationPolicy(preserve),
@@ -47,8 +52,31 @@ class Checkpoints:
             cleanup_tmp_directories=remove_partial)
         self._manager = ocp.CheckpointManager(self.directory, options=options)
 
-    def _metric(self, metrics: dict) -> float:
-        return float(metrics[self.best_metric])
+    @property
+    def _evaluations_file(self) -> str:
+        return os.path.join(self.directory, EVALUATIONS_FILE)
+
+    def _read_evaluations(self) -> dict[int, dict]:
+        try:
+            with open(self._evaluations_file) as f:
+                return {int(k): v for k, v in json.load(f).items()}
+        except FileNotFoundError:
+            return {}
+        except (json.JSONDecodeError, ValueError, AttributeError) as e:
+            raise CheckpointError(f"{self._evaluations_file}: unreadable ({e}); it records "
+                                  f"the evaluations of the checkpoints: repair or delete it") from e
+
+    def record_evaluation(self, step: int, metrics: dict) -> None:
+        """Record the evaluation of (saved) checkpoint ``step``: the best-checkpoint policy
+        and best_step() read it.  Process 0 writes the file (atomically)."""
+        self._evaluations[int(step)] = {k: float(v) for k, v in metrics.items()
+                                        if isinstance(v, (int, float))}
+        if jax.process_index() == 0:
+            os.makedirs(self.directory, exist_ok=True)
+            tmp = self._evaluations_file + ".tmp"
+            with open(tmp, "w") as f:
+                json.dump({str(k): v for k, v in sorted(self._evaluations.items())}, f, indent=1)
+            os.replace(tmp, self._evaluations_file)
 
     def latest_step(self) -> int | None:
         return self._manager.latest_step()
@@ -58,22 +86,26 @@ class Checkpoints:
 
     def best_step(self) -> int | None:
         """The step whose evaluation scored best, or None before any evaluation."""
-        scored = [(self._metric(m), s) for s in self.all_steps()
-                  if self.best_metric and (m := self._manager.metrics(s)) is not None
-                  and self.best_metric in m]
+        if not self.best_metric:
+            return None
+        scored = []
+        for s in self.all_steps():
+            # Runs saved before evaluations.json existed kept their metrics in orbax.
+            m = self._evaluations.get(s) or self._manager.metrics(s)
+            if m and self.best_metric in m:
+                scored.append((float(m[self.best_metric]), s))
         if not scored:
             return None
         pick = max if self.best_mode == "max" else min
         return pick(scored)[1]
 
-    def save(self, step: int, state: Any, meta: dict, metrics: dict | None = None,
-             force: bool = False) -> bool:
+    def save(self, step: int, state: Any, meta: dict, force: bool = False) -> bool:
         """Save (asynchronously) when the interval says so, or always with ``force``."""
         if step in self.all_steps():
             return False
         args = ocp.args.Composite(state=ocp.args.StandardSave(state),
                                   meta=ocp.args.JsonSave(meta))
-        saved = self._manager.save(step, args=args, metrics=metrics, force=force)
+        saved = self._manager.save(step, args=args, force=force)
         if saved:
             logging.info("checkpoint: saving step %d to %s", step, self.directory)
         return saved
@@ -118,10 +150,19 @@ class Checkpoints:
         self._manager.close()
 
 
-def abstract_like(tree: Any) -> Any:
-    """ShapeDtypeStructs (with shardings) of a pytree of arrays: a restore target."""
-    return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype,
-                                                       sharding=getattr(x, "sharding", None)), tree)
+EVALUATIONS_FILE = "evaluations.json"
+
+
+class _KeepBest:
+    """Orbax preservation policy: keep the checkpoint whose recorded evaluation is best
+    (Checkpoints.best_step); the others are left to the remaining policies."""
+
+    def __init__(self, checkpoints: Checkpoints):
+        self._checkpoints = checkpoints
+
+    def should_preserve(self, infos, *, context) -> list[bool]:
+        best = self._checkpoints.best_step()
+        return [info.step == best for info in infos]
 
 
 def _leaf_name(path) -> str:

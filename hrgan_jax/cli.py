@@ -68,8 +68,9 @@ def restore_generator(config: ml_collections.ConfigDict, workdir: str,
     directory = os.path.join(workdir, "checkpoints")
     if not os.path.isdir(directory):
         raise FileNotFoundError(f"{workdir} has no checkpoints/ directory: is it a training workdir?")
+    from hrgan_jax import evaluation
     ckpt = checkpoints.Checkpoints(directory, every_steps=1, keep=1 << 30,
-                                   best_metric=config.checkpoint.best_metric or None,
+                                   best_metric=evaluation.best_metric(config) or None,
                                    async_save=False)
     try:
         step = _checkpoint_step(ckpt, which)
@@ -103,14 +104,34 @@ def _generator(config, workdir: str | None, weights_path: str | None, which: str
     raise ValueError("give --workdir (a training run) or --weights (a weights file)")
 
 
+def evaluation_dir(workdir: str | None, weights_path: str | None, out: str | None) -> str:
+    """Where --mode=evaluate writes: --out, else WORKDIR/evaluate/ or WEIGHTS.evaluate/;
+    never the training's own eval/ directory."""
+    if out:
+        return out
+    if weights_path:
+        return os.path.abspath(weights_path) + ".evaluate"
+    if workdir:
+        return os.path.join(workdir, "evaluate")
+    raise ValueError("give --workdir (a training run) or --weights (a weights file)")
+
+
 def evaluate(config: ml_collections.ConfigDict, workdir: str | None, weights_path: str | None,
-             which: str = "best") -> dict:
+             which: str = "best", out: str | None = None) -> dict:
+    """Evaluate a generator; results (table JSON, COCO results / pred.mat) go to
+    ``evaluation_dir(workdir, weights_path, out)``."""
+    from data_pipeline.records import split_names
     from hrgan_jax import parallel
-    from hrgan_jax.evaluation import runner
+    from hrgan_jax.evaluation import inputs, runner
+    out_dir = evaluation_dir(workdir, weights_path, out)
+    if os.path.abspath(out_dir) == os.path.abspath(os.path.join(workdir or "", "eval")) and workdir:
+        raise ValueError(f"--out={out}: that is the training's own evaluation directory; "
+                         f"give another")
+    inputs.check(config)
     variables, source, step = _generator(config, workdir, weights_path, which)
-    out = workdir or os.path.dirname(os.path.abspath(weights_path))
-    evaluator = runner.make_evaluator(config, parallel.make_mesh(), out)
-    print(f"evaluating {source} on {config.data.name} {config.data.val_split}", flush=True)
+    evaluator = runner.make_evaluator(config, parallel.make_mesh(), out_dir=out_dir)
+    print(f"evaluating {source} on {config.data.name} {split_names(config.data)[1]}; "
+          f"results into {out_dir}", flush=True)
     return evaluator(variables, step or 0)
 
 

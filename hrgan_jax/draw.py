@@ -13,7 +13,7 @@ import os
 import numpy as np
 from PIL import Image, ImageDraw
 
-from hrgan_jax.skeletons import Skeleton, get_skeleton
+from data_pipeline.joints import Skeleton, get_skeleton
 
 PRED_COLORS = {"left": (255, 150, 0), "right": (230, 30, 30), "centre": (255, 230, 0)}
 GT_COLORS = {"left": (0, 210, 70), "right": (30, 110, 255), "centre": (0, 230, 230)}

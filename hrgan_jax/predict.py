@@ -57,12 +57,15 @@ def list_images(path: str) -> list[str]:
 
 
 def read_image(path: str) -> np.ndarray:
-    """uint8 RGB (H, W, 3); a missing, truncated or undecodable file raises PredictError."""
-    from PIL import Image
+    """uint8 RGB (H, W, 3), turned upright as its EXIF orientation says (a photo from a
+    phone is predicted as it is seen; the dataset pipelines, like the official code,
+    ignore EXIF orientation); any format PIL reads, whatever the file is called.  A
+    missing, truncated or undecodable file raises PredictError."""
+    from PIL import Image, ImageOps
     try:
         with Image.open(path) as im:
             im.load()
-            return np.asarray(im.convert("RGB"))
+            return np.asarray(ImageOps.exif_transpose(im).convert("RGB"))
     except FileNotFoundError:
         raise PredictError(f"{path}: no such image file") from None
     except (OSError, ValueError, SyntaxError) as e:  # PIL's errors for damaged files
@@ -78,11 +81,14 @@ def image_id_of(path: str, index: int) -> int:
 def read_boxes(boxes_path: str, paths: list[str], threshold: float = 0.0) -> list[Person]:
     """People from a COCO results-format detection file.
 
-    Each entry: ``bbox`` [x, y, w, h], optional ``score`` (1) and ``category_id`` (only 1,
-    person, is used), and the image as ``file_name`` (a base name among the inputs) or
-    ``image_id`` (matched to the inputs' COCO-style numeric names).  An entry naming an
-    image that is not among the inputs is an error naming both.
+    Each entry is checked by the dataset reader's rules (``data_pipeline.coco.detection``:
+    ``bbox`` [x, y, w, h] with w, h > 0, optional numeric ``score`` (1) and
+    ``category_id`` (only 1, person, is used)) and names its image as ``file_name`` (a
+    base name among the inputs) or ``image_id`` (matched to the inputs' COCO-style numeric
+    names).  An entry naming an image that is not among the inputs is an error naming both.
     """
+    from data_pipeline.coco import detection
+    from data_pipeline.records import DataError
     try:
         with open(boxes_path) as f:
             entries = json.load(f)
@@ -97,30 +103,29 @@ def read_boxes(boxes_path: str, paths: list[str], threshold: float = 0.0) -> lis
     by_id = {image_id_of(p, i): i for i, p in enumerate(paths)}
     people = []
     for n, e in enumerate(entries):
-        where = f"{boxes_path}: entry {n}"
-        if not isinstance(e, dict) or "bbox" not in e:
-            raise PredictError(f"{where}: needs a bbox [x, y, w, h] and image_id or file_name")
-        if int(e.get("category_id", 1)) != 1:
+        where = f"{boxes_path}: [{n}]"
+        try:
+            person = detection(e, where)
+        except DataError as err:
+            raise PredictError(str(err)) from None
+        if person is None:
             continue
+        score, box = person
         if "file_name" in e:
             image = by_name.get(os.path.basename(str(e["file_name"])))
             name = f"file_name {e['file_name']!r}"
         elif "image_id" in e:
-            image = by_id.get(int(e["image_id"]))
+            try:
+                image = by_id.get(int(e["image_id"]))
+            except (TypeError, ValueError):
+                raise PredictError(f"{where}: 'image_id' must be an integer, got "
+                                   f"{e['image_id']!r}") from None
             name = f"image_id {e['image_id']}"
         else:
             raise PredictError(f"{where}: names no image (give image_id or file_name)")
         if image is None:
             raise PredictError(f"{where}: {name} is not among the input images "
                                f"({len(paths)} given; image_id matches numeric file names)")
-        box = e["bbox"]
-        try:
-            box = tuple(float(v) for v in box)
-        except (TypeError, ValueError):
-            box = ()
-        if len(box) != 4 or not all(np.isfinite(box)):
-            raise PredictError(f"{where}: bbox must be 4 finite numbers [x, y, w, h], got {e['bbox']!r}")
-        score = float(e.get("score", 1.0))
         if score >= threshold:
             people.append(Person(image, box, score))
     return people
@@ -152,7 +157,7 @@ def run(config, variables: Any, paths: list[str], people: list[Person] | None = 
     """
     import jax
 
-    from data_pipeline.affine import box_to_center_scale, clip_box
+    from data_pipeline.affine import box_to_center_scale
     from hrgan_jax import keypoints
     from hrgan_jax.evaluation import coco, runner
 
@@ -164,14 +169,11 @@ def run(config, variables: Any, paths: list[str], people: list[Person] | None = 
     image_size = tuple(int(v) for v in config.data.image_size)
     heatmap_size = tuple(int(v) for v in config.data.heatmap_size)
     aspect = image_size[0] / image_size[1]
-    kept, centers, scales = [], [], []
-    for p in people:
-        w, h = sizes[p.image]
-        box = clip_box(p.box, w, h)
-        if box is None or box[2] <= 0 or box[3] <= 0:
-            continue  # outside the image or empty: nothing to crop
-        c, s = box_to_center_scale(box, aspect)
-        kept.append(dataclasses.replace(p, box=box))
+    # Boxes are used as evaluation uses detector boxes: as they are (read_boxes has
+    # checked w, h > 0); a crop reaching past the image is zero-filled there.
+    kept, centers, scales = list(people), [], []
+    for p in kept:
+        c, s = box_to_center_scale(p.box, aspect)
         centers.append(c)
         scales.append(s)
     if not kept:
@@ -223,13 +225,16 @@ def output_dir(input_path: str, out: str | None) -> str:
 
 
 def draw(image: np.ndarray, results: list[dict], dataset: str,
-         threshold: float = 0.2) -> np.ndarray:
-    """image with every result's skeleton (joints scoring below threshold left out)."""
+         threshold: float = 0.2) -> tuple[np.ndarray, int]:
+    """(image with every result's skeleton, the number of joints drawn): joints scoring
+    below threshold are left out."""
     from hrgan_jax import draw as draw_lib
+    drawn = 0
     for r in results:
         k = np.asarray(r["keypoints"], np.float64).reshape(-1, 3)
         image = draw_lib.draw_skeleton(image, k[:, :2], dataset, k[:, 2], threshold)
-    return image
+        drawn += int(np.sum(k[:, 2] >= threshold))
+    return image, drawn
 
 
 def predict(config, input_path: str, boxes: str | None = None, workdir: str | None = None,
@@ -259,11 +264,20 @@ def predict(config, input_path: str, boxes: str | None = None, workdir: str | No
     per_image = collections.defaultdict(list)
     for r in results:
         per_image[r["file_name"]].append(r)
+    threshold = float(config.eval.draw_threshold)
+    joints_drawn = 0
     for path, image in zip(paths, images):
         name = os.path.basename(path)
-        drawn = draw(image, per_image.get(name, []), config.data.name)
-        Image.fromarray(drawn).save(os.path.join(directory,
-                                                 os.path.splitext(name)[0] + ".pose.png"))
+        picture, n = draw(image, per_image.get(name, []), config.data.name, threshold)
+        joints_drawn += n
+        Image.fromarray(picture).save(os.path.join(directory,
+                                                   os.path.splitext(name)[0] + ".pose.png"))
+    num_joints = sum(len(r["keypoints"]) // 3 for r in results)
     print(f"wrote {json_path} ({len(results)} people) and {len(paths)} drawn image(s) "
-          f"<name>.pose.png in {directory}", flush=True)
+          f"<name>.pose.png in {directory}: {joints_drawn} of {num_joints} joints drawn "
+          f"(score >= config.eval.draw_threshold = {threshold:g})", flush=True)
+    if results and not joints_drawn:
+        print(f"note: no joint scored {threshold:g} or more, so the pictures show no "
+              f"skeleton; an undertrained model scores low: lower "
+              f"--config.eval.draw_threshold to see its guesses", flush=True)
     return json_path

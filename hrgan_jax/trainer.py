@@ -111,19 +111,24 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     from clu import metric_writers
 
     from data_pipeline import pipeline
+    from hrgan_jax import evaluation
     if config.train.nan_policy not in ("stop", "skip"):
         raise ValueError(f"config.train.nan_policy = {config.train.nan_policy!r}: choose stop or skip")
-    os.makedirs(workdir, exist_ok=True)
+    # ---- what can be checked in seconds, before anything is built or written ----------
     mesh = parallel.make_mesh(devices)
     global_batch = int(config.train.batch_size)
     parallel.check_batch_size(global_batch, mesh)
+    num_joints = int(config.model.num_joints)
+    steps_per_epoch = pipeline.steps_per_epoch(config.data, global_batch, num_joints=num_joints)
+    if evaluator is None and config.eval.every_epochs >= 0:
+        from hrgan_jax.evaluation import inputs
+        inputs.check(config)
     lead = jax.process_index() == 0
+    os.makedirs(workdir, exist_ok=True)
     if lead:
         with open(os.path.join(workdir, "config.json"), "w") as f:
             f.write(config.to_json_best_effort(indent=2, sort_keys=True))
 
-    num_joints = int(config.model.num_joints)
-    steps_per_epoch = pipeline.steps_per_epoch(config.data, global_batch, num_joints=num_joints)
     total = int(config.train.steps) if config.train.steps > 0 else int(
         config.train.epochs) * steps_per_epoch
     g_tx, d_tx, g_lr, d_lr = state_lib.optimizers(config, steps_per_epoch)
@@ -135,7 +140,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     ckpt = ckpt_lib.Checkpoints(os.path.join(workdir, "checkpoints"),
                                 every_steps=int(config.checkpoint.every_steps),
                                 keep=int(config.checkpoint.keep),
-                                best_metric=config.checkpoint.best_metric or None,
+                                best_metric=evaluation.best_metric(config) or None,
                                 remove_partial=True)
     meta = {"global_batch": global_batch, "seed": int(config.seed), "data": config.data.name,
             "model": config.model.name, "num_joints": num_joints,
@@ -246,14 +251,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                 # One process reacts at once; several agree at log steps (a collective).
                 stop = (preemption.agreed() if logged else False) if jax.process_count() > 1 \
                     else preemption.requested
-                eval_metrics = None
+                # Save before evaluating: an evaluation that fails (or is killed) loses nothing.
+                ckpt.save(step, state, {**meta, "step": step}, force=save_now or stop)
                 if eval_now:
-                    eval_metrics = evaluator(parallel.to_host(state.generator_variables()), step)
-                    last_eval = eval_metrics
-                    writer.write_scalars(step, {f"eval/{k}": v for k, v in eval_metrics.items()
+                    last_eval = _evaluate(evaluator, state, step, ckpt)
+                    writer.write_scalars(step, {f"eval/{k}": v for k, v in last_eval.items()
                                                 if isinstance(v, (int, float))})
-                ckpt.save(step, state, {**meta, "step": step}, metrics=eval_metrics,
-                          force=save_now or stop)
                 if stop:
                     ckpt.wait()
                     logging.warning("stopped at step %d by a signal; checkpoint saved", step)
@@ -277,6 +280,23 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     if lead and step >= total:
         _draw_curves(history_path, os.path.join(workdir, "curves.png"))
     return last_eval
+
+
+def _evaluate(evaluator: Callable, state, step: int, ckpt: ckpt_lib.Checkpoints) -> dict:
+    """Evaluate the generator of ``state`` (already saved as checkpoint ``step``) and record
+    the result with the checkpoint; a failure says that the checkpoint is safe."""
+    try:
+        metrics = evaluator(parallel.to_host(state.generator_variables()), step)
+    except Exception:
+        ckpt.wait()
+        logging.error("the evaluation at step %d failed; checkpoint %s/%d is saved and a rerun "
+                      "resumes from it", step, ckpt.directory, step)
+        print(f"the evaluation at step {step} failed; checkpoint {ckpt.directory}/{step} is "
+              f"saved: fix the cause below and rerun to resume from it", file=sys.stderr,
+              flush=True)
+        raise
+    ckpt.record_evaluation(step, metrics)
+    return metrics
 
 
 def ckpt_every(config) -> int:

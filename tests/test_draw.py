@@ -3,7 +3,7 @@ import pytest
 from PIL import Image
 
 from hrgan_jax import draw
-from hrgan_jax.skeletons import COCO, MPII
+from data_pipeline.joints import COCO, MPII
 
 
 def _person(skel, h=128, w=96):

@@ -5,7 +5,7 @@ import pytest
 
 from conftest import FIXTURES
 from hrgan_jax.evaluation import coco
-from hrgan_jax.skeletons import COCO_JOINTS, COCO_LIMBS
+from data_pipeline.joints import COCO_JOINTS, COCO_LIMBS
 
 
 def test_oks_nms_matches_official():

@@ -4,7 +4,7 @@ import scipy.io
 
 from conftest import FIXTURES
 from hrgan_jax.evaluation import mpii
-from hrgan_jax.skeletons import MPII_SHORT_NAMES
+from data_pipeline.joints import MPII_SHORT_NAMES
 
 
 @pytest.fixture(scope="module")
@@ -49,5 +49,5 @@ def test_wrong_number_of_predictions_names_the_file(ref, tmp_path):
     _write_gt(gt, ref)
     with pytest.raises(ValueError, match=r"59 predictions.*gt_valid\.mat has 60 people"):
         mpii.evaluate(ref["preds"][:59], gt)
-    with pytest.raises(FileNotFoundError, match="nowhere.mat"):
+    with pytest.raises(ValueError, match="nowhere.mat"):
         mpii.evaluate(ref["preds"], tmp_path / "nowhere.mat")

@@ -4,7 +4,7 @@ import pytest
 
 from conftest import FIXTURES, nchw, nhwc
 from hrgan_jax import keypoints
-from hrgan_jax.skeletons import COCO_FLIP_PAIRS
+from data_pipeline.joints import COCO_FLIP_PAIRS
 
 
 @pytest.fixture(scope="module")

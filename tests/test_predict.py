@@ -231,7 +231,7 @@ def test_predict_bad_inputs_name_the_file(exported, images_dir, tmp_path):
         predict.predict(config, str(tmp_path / "missing.jpg"), weights_path=msgpack)
     boxes = tmp_path / "boxes.json"
     boxes.write_text(json.dumps([{"image_id": 99, "bbox": [0, 0, 10, 10], "score": 1.0}]))
-    with pytest.raises(predict.PredictError, match=r"boxes.json: entry 0: image_id 99 is not"):
+    with pytest.raises(predict.PredictError, match=r"boxes.json: \[0\]: image_id 99 is not"):
         predict.predict(config, str(images_dir), str(boxes), weights_path=msgpack)
     boxes.write_text(json.dumps([{"file_name": "other.jpg", "bbox": [0, 0, 10, 10]}]))
     with pytest.raises(predict.PredictError, match="'other.jpg' is not among the input"):

@@ -14,6 +14,7 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 from data_pipeline import synthetic as S
+from data_pipeline.joints import COCO_JOINTS
 
 SMALL = (320, 240)
 
@@ -46,7 +47,7 @@ def test_coco_layout_and_pycocotools_round_trip(coco_root):
         assert len(anns) == summary[split]["people"] > 0
         assert sum(a["num_keypoints"] for a in anns) == summary[split]["keypoints"]
         cat = coco.loadCats(1)[0]
-        assert cat["name"] == "person" and cat["keypoints"] == list(S.COCO_KEYPOINTS)
+        assert cat["name"] == "person" and cat["keypoints"] == list(COCO_JOINTS)
         assert len(cat["skeleton"]) == 19
         for img in coco.loadImgs(coco.getImgIds()):
             assert img["file_name"] == f"{img['id']:012d}.jpg"

@@ -10,6 +10,14 @@ import json
 import math
 import os
 
+# The metric that picks the best checkpoint when config.checkpoint.best_metric is ''.
+HEADLINE_METRIC = {"coco": "AP", "mpii": "Mean"}
+
+
+def best_metric(config) -> str:
+    """config.checkpoint.best_metric, or the dataset's headline metric (COCO AP, MPII Mean)."""
+    return config.checkpoint.best_metric or HEADLINE_METRIC.get(config.data.name, "")
+
 
 def format_table(results: dict, arch: str = "hrgan") -> str:
     """The official _print_name_value table (three lines, markdown):

@@ -21,7 +21,7 @@ import os
 import numpy as np
 
 from data_pipeline.affine import PIXEL_STD
-from hrgan_jax.skeletons import COCO_SIGMAS
+from data_pipeline.joints import COCO_SIGMAS
 
 STATS_NAMES = ("AP", "Ap .5", "AP .75", "AP (M)", "AP (L)",
                "AR", "AR .5", "AR .75", "AR (M)", "AR (L)")

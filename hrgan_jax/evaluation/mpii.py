@@ -15,14 +15,14 @@ import os
 import numpy as np
 import scipy.io
 
-from hrgan_jax.skeletons import MPII_SHORT_NAMES
+from data_pipeline.joints import MPII_NOT_IN_MEAN, MPII_PCKH_NAMES, MPII_SHORT_NAMES
 
 SC_BIAS = 0.6
 THRESHOLD = 0.5
 COLUMNS = ("Head", "Shoulder", "Elbow", "Wrist", "Hip", "Knee", "Ankle", "Mean", "Mean@0.1")
 
 
-def _joint_names(dataset_joints) -> list:
+def joint_names(dataset_joints) -> list:
     """gt_valid.mat's dataset_joints ((1, 16) object array of 1-element string arrays)."""
     if dataset_joints is None:
         return list(MPII_SHORT_NAMES)
@@ -50,12 +50,14 @@ def pckh(preds, jnt_missing, pos_gt_src, headboxes_src, dataset_joints=None,
             f"{preds.shape[0]} predictions of {preds.shape[1]} joints, but {source} has "
             f"{n_gt} people of {pos_gt_src.shape[0]} joints: evaluate the whole validation "
             f"set in its annotation order (eval.max_images must be 0 for MPII)")
-    names = _joint_names(dataset_joints)
-    absent = [n for n in MPII_SHORT_NAMES if n not in names]
+    # As the official code: the reported joints are looked up by name; pelvis and thorax
+    # are left out of the means by position, whatever the file calls them.
+    names = joint_names(dataset_joints)
+    absent = [n for n in MPII_PCKH_NAMES if n not in names]
     if absent:
-        raise ValueError(f"dataset_joints of {source} lacks {absent}: expected the MPII names "
-                         f"{list(MPII_SHORT_NAMES)}")
-    col = {name: names.index(name) for name in MPII_SHORT_NAMES}
+        raise ValueError(f"{source}: dataset_joints lacks {absent} (it holds {names}): expected "
+                         f"the official MPII short names {list(MPII_SHORT_NAMES)}")
+    col = {name: names.index(name) for name in MPII_PCKH_NAMES}
 
     pos_pred_src = np.transpose(preds[:, :, :2] + 1.0, [1, 2, 0])  # (16, 2, N), 1-based
     jnt_visible = 1 - jnt_missing
@@ -76,7 +78,7 @@ def pckh(preds, jnt_missing, pos_gt_src, headboxes_src, dataset_joints=None,
     # The official masked arrays sum all 16 entries with the masked ones as 0; summing the
     # same way keeps the result equal to the last bit.
     used = np.ones(len(pck), bool)
-    used[6:8] = False
+    used[list(MPII_NOT_IN_MEAN)] = False
     ratio = np.where(used, jnt_count, 0.0) / np.sum(np.where(used, jnt_count, 0.0))
 
     def weighted_mean(values):
@@ -101,16 +103,11 @@ def pckh(preds, jnt_missing, pos_gt_src, headboxes_src, dataset_joints=None,
 def load_ground_truth(gt_file) -> dict:
     """The four arrays of an official gt_*.mat (dataset_joints, jnt_missing, pos_gt_src,
     headboxes_src)."""
+    from hrgan_jax.evaluation.inputs import check_mpii_ground_truth
     gt_file = os.fspath(gt_file)
-    if not os.path.exists(gt_file):
-        raise FileNotFoundError(f"MPII ground truth {gt_file} not found: it is annot/gt_valid.mat "
-                                f"of the official HRNet MPII download")
+    check_mpii_ground_truth(gt_file, None)  # a DataError naming the file and the field
     mat = scipy.io.loadmat(gt_file)
-    keys = ("dataset_joints", "jnt_missing", "pos_gt_src", "headboxes_src")
-    missing = [k for k in keys if k not in mat]
-    if missing:
-        raise KeyError(f"{gt_file} lacks {missing}: expected the official gt_valid.mat")
-    return {k: mat[k] for k in keys}
+    return {k: mat[k] for k in ("dataset_joints", "jnt_missing", "pos_gt_src", "headboxes_src")}
 
 
 def write_predictions(preds, output_dir) -> str:

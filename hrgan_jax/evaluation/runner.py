@@ -74,11 +74,11 @@ def _broadcast(results: dict) -> dict:
 
 
 def make_evaluator(config: ml_collections.ConfigDict, mesh, workdir: str | None = None,
-                   writer=None) -> Callable[[Any, int], dict]:
+                   writer=None, out_dir: str | None = None) -> Callable[[Any, int], dict]:
     """``evaluate(generator_variables, step) -> metrics`` on config.data.val_split.
 
     Results files (COCO results JSON, MPII pred.mat) and the table as JSON go under
-    ``workdir/eval``.  With a clu ``writer``, a grid of evaluation crops with predicted
+    ``out_dir`` (default ``workdir/eval``, the training's own evaluations).  With a clu ``writer``, a grid of evaluation crops with predicted
     skeletons (and true ones where the record has joints) goes to TensorBoard.
     """
     from data_pipeline import pipeline
@@ -92,7 +92,7 @@ def make_evaluator(config: ml_collections.ConfigDict, mesh, workdir: str | None 
     parallel.check_batch_size(global_batch, mesh)
     heatmap_size = tuple(int(v) for v in config.data.heatmap_size)
     image_size = tuple(int(v) for v in config.data.image_size)
-    out_dir = os.path.join(workdir, "eval") if workdir else None
+    out_dir = out_dir or (os.path.join(workdir, "eval") if workdir else None)
     coco_gt = None
     lead = jax.process_index() == 0
 
@@ -148,7 +148,8 @@ def make_evaluator(config: ml_collections.ConfigDict, mesh, workdir: str | None 
             if config.data.name == "coco":
                 if coco_gt is None:
                     coco_gt = coco.load_ground_truth(info.annotation_file)
-                res_file = os.path.join(out_dir or "/tmp", f"keypoints_{config.data.val_split}"
+                from data_pipeline.records import split_names
+                res_file = os.path.join(out_dir or "/tmp", f"keypoints_{split_names(config.data)[1]}"
                                         f"_results_{step}.json")
                 results = coco.evaluate(preds, cat["score"], cat["image_id"], coco_gt, res_file,
                                         center=cat["center"], scale=cat["scale"],
@@ -176,7 +177,8 @@ def make_evaluator(config: ml_collections.ConfigDict, mesh, workdir: str | None 
                                    for t, r in zip(trans, index)])
                     gt_vis = np.asarray(records.joints_vis)[index]
                 crops = draw.crops_with_skeletons(images, pred, gt, gt_vis, config.data.name,
-                                                  pred_scores=scores)
+                                                  pred_scores=scores,
+                                                  threshold=float(config.eval.draw_threshold))
                 writer.write_images(step, {"eval/crops": draw.image_grid(crops)[None]})
         return _broadcast(results)
 
