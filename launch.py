@@ -43,6 +43,12 @@ Modes:
             many joints it drew.  A missing or undecodable image, or a box naming an image
             that is not among the inputs, stops with an error naming the file.
 
+  compare   Compare training runs (--workdirs=A,B,...; finished or still running): writes
+            compare.md (one row per run: variant from its config.json, seed, best and
+            final AP or PCKh with their steps, the per-part figures, k_t and the
+            adversary's share of G's gradient) and compare.png (the evaluation metric
+            against steps, one line per run) into --out (default: the current directory).
+
 Examples:
   python launch.py --mode=synth --config=configs/synthetic.py --config.data.root=/tmp/synth
   python launch.py --mode=train --config=configs/synthetic.py --config.data.root=/tmp/synth/coco --workdir=/tmp/run
@@ -62,7 +68,7 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-MODES = ("train", "evaluate", "export", "check", "synth", "predict")
+MODES = ("train", "evaluate", "export", "check", "synth", "predict", "compare")
 
 config_flags.DEFINE_config_file(
     "config", os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs", "default.py"),
@@ -81,6 +87,7 @@ flags.DEFINE_string("out", None, "export: a directory (generator.msgpack, "
                     "predict: the directory for keypoints.pose.json and the drawn images "
                     "(default: beside the input). evaluate: the directory for the results "
                     "(default: WORKDIR/evaluate/ or WEIGHTS.evaluate/; never the training's eval/).")
+flags.DEFINE_list("workdirs", None, "compare: the training workdirs to compare, comma-separated.")
 flags.DEFINE_string("input", None, "predict: an image file or a directory of images.")
 flags.DEFINE_string("boxes", None, "predict: person boxes, a COCO results-format detection "
                     "JSON (default: the whole image is one person).")
@@ -119,8 +126,9 @@ def main(argv) -> None:
 def _user_errors() -> tuple[type, ...]:
     from data_pipeline.records import DataError
     from hrgan_jax.checkpoints import CheckpointError
+    from hrgan_jax.compare import CompareError
     from hrgan_jax.predict import PredictError
-    return DataError, CheckpointError, PredictError
+    return DataError, CheckpointError, PredictError, CompareError
 
 
 def _run(config, mode: str) -> None:
@@ -143,6 +151,11 @@ def _run(config, mode: str) -> None:
         from hrgan_jax import cli
         cli.export(config, FLAGS.net, FLAGS.workdir, FLAGS.weights, _require("out", mode),
                    FLAGS.checkpoint)
+    elif mode == "compare":
+        from hrgan_jax import compare
+        md, png = compare.compare(FLAGS.workdirs or [], FLAGS.out or ".")
+        print(open(md).read(), end="")
+        print(f"wrote {md} and {png}")
     elif mode == "predict":
         from hrgan_jax import predict
         predict.predict(config, _require("input", mode), FLAGS.boxes, FLAGS.workdir,

@@ -81,6 +81,15 @@ def detection(det, where: str) -> tuple[float, tuple[float, float, float, float]
     return float(score), tuple(float(v) for v in box)
 
 
+def check_box_in_image(box, width: int, height: int, where: str) -> None:
+    """DataError when a detection box lies wholly outside its image (width x height):
+    it would crop nothing but the zero border."""
+    x, y, w, h = box
+    if x >= width or y >= height or x + w <= 0 or y + h <= 0:
+        raise DataError(f"{where}: 'bbox' {list(box)} lies outside its image "
+                        f"({width}x{height}): is it the right image?")
+
+
 def read_ground_truth(root: str, split: str, *, num_joints: int = 17, aspect_ratio: float = 0.75,
                       skip_bad: bool = False) -> Records:
     """People with labelled keypoints, ground-truth boxes; score 1."""
@@ -171,6 +180,11 @@ def read_detections(root: str, split: str, *, detection_file: str = "", num_join
         im = images.get(det.get("image_id"))
         if im is None:
             bad(f"{where}: refers to image_id {det.get('image_id')!r}, which is not in {ann_path}")
+            continue
+        try:
+            check_box_in_image(box, im["width"], im["height"], where)
+        except DataError as e:
+            bad(str(e))
             continue
         if im["file_name"] not in present:
             bad(f"{where}: image {os.path.join(directory, im['file_name'])} does not exist")

@@ -57,6 +57,27 @@ def equilibrium_update(k: jax.Array, l_real: jax.Array, l_fake: jax.Array, gamma
     return jnp.clip(k + lambda_k * (gamma * l_real - l_fake), 0.0, 1.0)
 
 
+def adversary_diagnostics(dcontent: jax.Array, dadv: jax.Array, beta_g: float,
+                          k: jax.Array, l_real: jax.Array, l_fake: jax.Array, gamma: float,
+                          lambda_k: float) -> dict[str, jax.Array]:
+    """How much the adversary moves G this step (not in the paper; for the logs).
+
+    dcontent, dadv: dL_content/dH_hat and dL_adv/dH_hat (B, h, w, J); k: k_t before the
+    update.  Returns content_grad_norm = |dL_content/dH_hat|, adv_grad_norm =
+    |beta_G dL_adv/dH_hat|, adv_grad_ratio = adv / content (the share of G's signal the
+    adversary adds), d_gap = L_fake - gamma L_real (D's reconstruction gap: k_t falls while
+    it is positive), and k_clipped_low / k_clipped_high: 1 when eq. (5) was clipped at 0 / 1.
+    """
+    content = jnp.sqrt(jnp.sum(jnp.square(dcontent.astype(jnp.float32))))
+    adv = beta_g * jnp.sqrt(jnp.sum(jnp.square(dadv.astype(jnp.float32))))
+    unclipped = k + lambda_k * (gamma * l_real - l_fake)
+    return {"content_grad_norm": content, "adv_grad_norm": adv,
+            "adv_grad_ratio": jnp.where(content > 0, adv / jnp.where(content > 0, content, 1.0), 0.0),
+            "d_gap": l_fake - gamma * l_real,
+            "k_clipped_low": (unclipped < 0).astype(jnp.float32),
+            "k_clipped_high": (unclipped > 1).astype(jnp.float32)}
+
+
 def convergence_measure(l_real: jax.Array, l_fake: jax.Array, gamma: float) -> jax.Array:
     """M_global, eq. (6): L_real + |gamma * L_real - L_fake|."""
     return l_real + jnp.abs(gamma * l_real - l_fake)

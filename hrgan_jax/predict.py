@@ -78,16 +78,18 @@ def image_id_of(path: str, index: int) -> int:
     return int(stem) if stem.isdigit() else index + 1
 
 
-def read_boxes(boxes_path: str, paths: list[str], threshold: float = 0.0) -> list[Person]:
+def read_boxes(boxes_path: str, paths: list[str], threshold: float = 0.0,
+               sizes: list[tuple[int, int]] | None = None) -> list[Person]:
     """People from a COCO results-format detection file.
 
     Each entry is checked by the dataset reader's rules (``data_pipeline.coco.detection``:
     ``bbox`` [x, y, w, h] with w, h > 0, optional numeric ``score`` (1) and
     ``category_id`` (only 1, person, is used)) and names its image as ``file_name`` (a
     base name among the inputs) or ``image_id`` (matched to the inputs' COCO-style numeric
-    names).  An entry naming an image that is not among the inputs is an error naming both.
+    names).  An entry naming an image that is not among the inputs, or (with the images'
+    (width, height) ``sizes``) a box wholly outside its image, is an error naming both.
     """
-    from data_pipeline.coco import detection
+    from data_pipeline.coco import check_box_in_image, detection
     from data_pipeline.records import DataError
     try:
         with open(boxes_path) as f:
@@ -126,14 +128,20 @@ def read_boxes(boxes_path: str, paths: list[str], threshold: float = 0.0) -> lis
         if image is None:
             raise PredictError(f"{where}: {name} is not among the input images "
                                f"({len(paths)} given; image_id matches numeric file names)")
+        if sizes is not None:
+            try:
+                check_box_in_image(box, *sizes[image], where)
+            except DataError as err:
+                raise PredictError(str(err)) from None
         if score >= threshold:
             people.append(Person(image, box, score))
     return people
 
 
 def whole_image_people(sizes: Iterable[tuple[int, int]]) -> list[Person]:
-    """One person per image, its box the whole image."""
-    return [Person(i, (0.0, 0.0, float(w), float(h)), 1.0) for i, (w, h) in enumerate(sizes)]
+    """One person per image, its box the whole image as the official box rule clips it
+    (x2 = W - 1): (0, 0, W - 1, H - 1)."""
+    return [Person(i, (0.0, 0.0, float(w - 1), float(h - 1)), 1.0) for i, (w, h) in enumerate(sizes)]
 
 
 def crop(image: np.ndarray, center, scale, image_size) -> np.ndarray:
@@ -249,7 +257,8 @@ def predict(config, input_path: str, boxes: str | None = None, workdir: str | No
     images = [read_image(p) for p in paths]  # every input checked before any work
     people = None
     if boxes:
-        people = read_boxes(boxes, paths, float(config.data.image_threshold))
+        people = read_boxes(boxes, paths, float(config.data.image_threshold),
+                            [(im.shape[1], im.shape[0]) for im in images])
     variables, source, _ = cli._generator(config, workdir, weights_path, which)
     print(f"predicting {len(paths)} image(s) with {source}"
           + (f", {len(people)} box(es) from {boxes}" if boxes else ", one person per image"),

@@ -120,7 +120,9 @@ def make_train_step(config: ml_collections.ConfigDict, g_tx: optax.GradientTrans
             new.update(d_params=d_params, d_stats=d_stats, d_opt=d_opt, k=k)
             metrics.update(l_real=l_real, l_fake=l_fake, l_adv=l_adv, d_loss=l_d, g_loss=l_g,
                            k=k, m_global=losses.convergence_measure(l_real, l_fake, gamma),
-                           d_grad_norm=optax.tree.norm(d_grads), d_lr=d_lr(state.step))
+                           d_grad_norm=optax.tree.norm(d_grads), d_lr=d_lr(state.step),
+                           **losses.adversary_diagnostics(dcontent, dadv, beta_g, state.k, l_real,
+                                                          l_fake, gamma, lambda_k))
         else:
             dh, l_g = dcontent, l_content
             metrics.update(g_loss=l_g)

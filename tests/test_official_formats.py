@@ -203,10 +203,11 @@ def test_launch_says_it_in_one_line(train_coco_root, tmp_path):
 def test_a_failing_evaluation_keeps_its_checkpoint_and_the_rerun_resumes(train_coco_root,
                                                                          tmp_path, capsys):
     workdir = str(tmp_path / "run")
-    # 24 records / batch 8: an epoch is 3 steps; evaluation every epoch; no regular saves.
-    config = tiny_train_config(**{"data.root": train_coco_root, "train.steps": 6,
-                                  "checkpoint.every_steps": 1000, "eval.every_epochs": 1,
-                                  "eval.batch_size": 8})
+    # Evaluation at the end of the first epoch (it fails) and at the end; no regular saves.
+    config = tiny_train_config(**{"data.root": train_coco_root, "checkpoint.every_steps": 1000,
+                                  "eval.every_epochs": 1, "eval.batch_size": 8})
+    epoch = pipeline.steps_per_epoch(config.data, 8)
+    config.train.steps = total = epoch + 1
 
     def broken(variables, step):
         raise FileNotFoundError("the evaluation's ground truth went missing")
@@ -216,27 +217,26 @@ def test_a_failing_evaluation_keeps_its_checkpoint_and_the_rerun_resumes(train_c
     assert "checkpoint" in capsys.readouterr().err
     ckpt = checkpoints.Checkpoints(os.path.join(workdir, "checkpoints"), every_steps=1, keep=9,
                                    best_metric="AP", async_save=False)
-    assert ckpt.all_steps() == [3]
+    assert ckpt.all_steps() == [epoch]
     ckpt.close()
 
-    # The rerun (the real evaluation now) resumes at step 3 and records its evaluations.
+    # The rerun (the real evaluation now) resumes there and records its evaluation.
     trainer.train_and_evaluate(config, workdir, devices=ONE)
-    assert "resuming from step 3 of 6" in capsys.readouterr().out
+    assert f"resuming from step {epoch} of {total}" in capsys.readouterr().out
     ckpt = checkpoints.Checkpoints(os.path.join(workdir, "checkpoints"), every_steps=1, keep=9,
                                    best_metric="AP", async_save=False)
-    assert ckpt.latest_step() == 6 and ckpt.best_step() in (3, 6)
+    assert ckpt.all_steps() == [epoch, total] and ckpt.best_step() == total
     ckpt.close()
     evaluations = json.load(open(os.path.join(workdir, "checkpoints", "evaluations.json")))
-    assert list(evaluations) == ["6"] and "AP" in evaluations["6"]
+    assert list(evaluations) == [str(total)] and "AP" in evaluations[str(total)]
 
     # --mode=evaluate writes its own directory and leaves the training's results alone.
-    training_results = os.path.join(workdir, "eval", "results_6.json")
+    training_results = os.path.join(workdir, "eval", f"results_{total}.json")
     before = open(training_results).read()
-    cli.evaluate(config, workdir, None, "latest")
+    cli.evaluate(config, workdir, None, "best")
     assert open(training_results).read() == before
-    assert os.path.exists(os.path.join(workdir, "evaluate", "results_6.json"))
-    cli.evaluate(config, workdir, None, "latest", out=str(tmp_path / "elsewhere"))
-    assert os.path.exists(tmp_path / "elsewhere" / "results_6.json")
+    assert os.path.exists(os.path.join(workdir, "evaluate", f"results_{total}.json"))
+    assert cli.evaluation_dir(workdir, None, "/x") == "/x"
     assert cli.evaluation_dir(None, "/w/generator.msgpack", None) == "/w/generator.msgpack.evaluate"
 
 

@@ -194,7 +194,6 @@ def test_predict_with_boxes(exported, images_dir, tmp_path):
     boxes = tmp_path / "boxes.json"
     boxes.write_text(json.dumps([
         {"image_id": 7, "category_id": 1, "bbox": [10, 5, 60, 100], "score": 0.9},
-        {"image_id": 7, "category_id": 1, "bbox": [500, 500, 10, 10], "score": 0.9},  # outside
         {"file_name": "street.jpg", "bbox": [20, 10, 40, 80], "score": 0.8},
         {"file_name": "street.jpg", "bbox": [0, 0, 30, 30], "score": 0.1},  # below threshold
         {"image_id": 12, "category_id": 2, "bbox": [0, 0, 50, 50], "score": 0.9},  # not a person
@@ -205,7 +204,7 @@ def test_predict_with_boxes(exported, images_dir, tmp_path):
                            weights_path=str(out / "generator.msgpack"), out=str(out_dir))
     results = json.loads(pathlib.Path(path).read_text())
     assert [(r["file_name"], r["bbox"]) for r in results] == [
-        ("000000000007.jpg", [10.0, 5.0, 59.0, 99.0]), ("street.jpg", [20.0, 10.0, 39.0, 79.0])]
+        ("000000000007.jpg", [10.0, 5.0, 60.0, 100.0]), ("street.jpg", [20.0, 10.0, 40.0, 80.0])]
     _check_coco_results(results, [7, 12, 3])
     for r in results:  # the keypoints lie around the box they were cropped from
         k = np.asarray(r["keypoints"]).reshape(-1, 3)
@@ -235,6 +234,9 @@ def test_predict_bad_inputs_name_the_file(exported, images_dir, tmp_path):
         predict.predict(config, str(images_dir), str(boxes), weights_path=msgpack)
     boxes.write_text(json.dumps([{"file_name": "other.jpg", "bbox": [0, 0, 10, 10]}]))
     with pytest.raises(predict.PredictError, match="'other.jpg' is not among the input"):
+        predict.predict(config, str(images_dir), str(boxes), weights_path=msgpack)
+    boxes.write_text(json.dumps([{"image_id": 7, "bbox": [500, 500, 10, 10]}]))
+    with pytest.raises(predict.PredictError, match=r"\[0\]: 'bbox' \[500.0, 500.0, 10.0, 10.0\] lies outside"):
         predict.predict(config, str(images_dir), str(boxes), weights_path=msgpack)
     boxes.write_text("{broken")
     with pytest.raises(predict.PredictError, match="boxes.json: not JSON"):

@@ -1,0 +1,162 @@
+"""Compare training runs: one markdown table and one plot of the evaluation metric.
+
+    python launch.py --mode=compare --workdirs=RUN_A,RUN_B,... [--out=DIR]
+
+Each workdir is read as the trainer leaves it, finished or still running: ``config.json``
+(what the run is: HRNet alone, HRGAN, HRGAN without boundary equilibrium, with the
+target weight inside D, and any non-default beta_G, gamma, lambda_k), ``eval/results_<step>.json``
+(the evaluation metric over steps) and ``metrics.jsonl`` (k_t and, where the run logged
+them, the adversary's share of G's gradient).  The paper's ablation table is then a
+matter of pointing this at the runs, wherever they were trained.
+"""
+from __future__ import annotations
+
+import glob
+import json
+import math
+import os
+import re
+
+import numpy as np
+
+# Per dataset: the headline metric, and the columns the table shows beside it.
+COLUMNS = {"coco": ("AP", ("Ap .5", "AP .75", "AP (M)", "AP (L)", "AR")),
+           "mpii": ("Mean", ("Head", "Shoulder", "Elbow", "Wrist", "Hip", "Knee", "Ankle"))}
+DEFAULTS = {"beta_g": 1e-4, "gamma": 0.5, "lambda_k": 1e-3}
+
+
+class CompareError(ValueError):
+    """A workdir that is not a training run (the message names it)."""
+
+
+def variant(config: dict) -> str:
+    """A run's name in the paper's terms, from its config.json."""
+    adv = config.get("adversarial", {})
+    if not adv.get("enabled", True):
+        return "HRNet"
+    name = "HRGAN"
+    if not adv.get("equilibrium", True):
+        name += ", no equilibrium"
+    if adv.get("target_weight_in_d", False):
+        name += ", target weight in D"
+    changed = [f"{k} {adv[k]:g}" for k, v in DEFAULTS.items() if k in adv and adv[k] != v]
+    return name + (f" ({', '.join(changed)})" if changed else "")
+
+
+def read_run(workdir: str) -> dict:
+    """{name, workdir, seed, dataset, evaluations: {step: results}, history: [rows]}."""
+    path = os.path.join(workdir, "config.json")
+    if not os.path.isfile(path):
+        raise CompareError(f"{workdir}: no config.json, so not a training workdir")
+    with open(path) as f:
+        config = json.load(f)
+    evaluations = {}
+    for name in glob.glob(os.path.join(workdir, "eval", "results_*.json")):
+        match = re.fullmatch(r"results_(\d+)\.json", os.path.basename(name))
+        if match:
+            with open(name) as f:
+                evaluations[int(match.group(1))] = json.load(f)
+    history = []
+    metrics = os.path.join(workdir, "metrics.jsonl")
+    if os.path.exists(metrics):
+        rows = {}
+        with open(metrics) as f:
+            for line in f:
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError:
+                    continue  # a line cut short by a kill
+                rows[row["step"]] = row  # a resumed run rewrites later steps: keep the last
+        history = [rows[s] for s in sorted(rows)]
+    return {"name": variant(config), "workdir": workdir, "seed": config.get("seed", 0),
+            "dataset": config.get("data", {}).get("name", "coco"),
+            "evaluations": dict(sorted(evaluations.items())), "history": history}
+
+
+def _fmt(value, scale: float = 1.0, digits: int = 3) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    return f"{value * scale:.{digits}f}"
+
+
+def summary(run: dict) -> dict:
+    """Best and final evaluation, and the k_t and gradient-ratio figures of one run."""
+    dataset = run["dataset"]
+    headline, _ = COLUMNS.get(dataset, COLUMNS["coco"])
+    evals = run["evaluations"]
+    scored = [(r.get(headline), s) for s, r in evals.items() if r.get(headline) is not None]
+    best_value, best_step = max(scored) if scored else (None, None)
+    final_step = max(evals) if evals else None
+    ks = [r["k"] for r in run["history"] if "k" in r]
+    ratios = [r["adv_grad_ratio"] for r in run["history"] if "adv_grad_ratio" in r]
+    return {"best": best_value, "best_step": best_step, "final_step": final_step,
+            "final": evals[final_step] if final_step is not None else {},
+            "k_final": ks[-1] if ks else None, "k_max": max(ks) if ks else None,
+            "k_positive": float(np.mean([k > 0 for k in ks])) if ks else None,
+            "ratio_median": float(np.median(ratios)) if ratios else None}
+
+
+def table(runs: list[dict]) -> str:
+    """The markdown table: one row per run."""
+    dataset = runs[0]["dataset"]
+    headline, others = COLUMNS.get(dataset, COLUMNS["coco"])
+    scale = 1.0 if dataset == "mpii" else 100.0  # COCO's fractions as percentages
+    header = (["run", "seed", f"best {headline}", "at step", f"final {headline}", "at step"]
+              + [f"final {c}" for c in others]
+              + ["k_t final", "k_t max", "steps with k_t > 0", "median adv/content grad"])
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for run in runs:
+        s = summary(run)
+        final = s["final"]
+        cells = ([run["name"], str(run["seed"]), _fmt(s["best"], scale),
+                  str(s["best_step"] if s["best_step"] is not None else "-"),
+                  _fmt(final.get(headline), scale),
+                  str(s["final_step"] if s["final_step"] is not None else "-")]
+                 + [_fmt(final.get(c), scale) for c in others]
+                 + [_fmt(s["k_final"], digits=6), _fmt(s["k_max"], digits=6),
+                    _fmt(s["k_positive"], 100.0, 0) + ("%" if s["k_positive"] is not None else ""),
+                    _fmt(s["ratio_median"], digits=4)])
+        lines.append("| " + " | ".join(cells) + " |")
+    unit = "PCKh@0.5, %" if dataset == "mpii" else "COCO OKS AP and AR, %"
+    return "\n".join(lines) + f"\n\nMetrics: {unit}; k_t and the gradient ratio from metrics.jsonl.\n"
+
+
+def plot(runs: list[dict], path: str) -> str:
+    """The evaluation metric against the step, one line per run."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    headline, _ = COLUMNS.get(runs[0]["dataset"], COLUMNS["coco"])
+    fig = Figure(figsize=(7, 4.2), dpi=100)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(1, 1, 1)
+    for run in runs:
+        points = [(s, r[headline]) for s, r in run["evaluations"].items() if headline in r]
+        if points:
+            steps, values = zip(*points)
+            ax.plot(steps, values, marker="o", markersize=3, linewidth=1.2,
+                    label=f"{run['name']} (seed {run['seed']})")
+    ax.set_xlabel("step")
+    ax.set_ylabel(headline)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    fig.savefig(path, format="png")
+    return path
+
+
+def compare(workdirs: list[str], out: str) -> tuple[str, str]:
+    """Write OUT/compare.md and OUT/compare.png for the runs; returns their paths."""
+    if not workdirs:
+        raise CompareError("--mode=compare needs --workdirs=RUN_A,RUN_B,...")
+    runs = [read_run(w) for w in workdirs]
+    datasets = sorted({r["dataset"] for r in runs})
+    if len(datasets) > 1:
+        raise CompareError(f"the runs evaluate different datasets ({', '.join(datasets)}): "
+                           f"compare runs of one dataset")
+    os.makedirs(out, exist_ok=True)
+    md = os.path.join(out, "compare.md")
+    with open(md, "w") as f:
+        f.write(table(runs))
+    png = plot(runs, os.path.join(out, "compare.png"))
+    return md, png
