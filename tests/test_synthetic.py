@@ -183,7 +183,7 @@ def test_visible_keypoints_lie_on_the_drawn_figure():
     changed, total = 0, 0
     for i in range(8):
         # The background is the first thing drawn from the image's generator.
-        background = S._background(S.image_rng(0, "coco", "t", i), *SMALL)
+        background = S.background(S.image_rng(0, "coco", "t", i), *SMALL)
         image, persons = S.render_scene(S.image_rng(0, "coco", "t", i), SMALL)
         diff = np.abs(image.astype(int) - background.astype(int)).sum(-1)
         for p in persons:
