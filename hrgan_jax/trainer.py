@@ -99,6 +99,70 @@ def _format(values: dict[str, float]) -> str:
     return " ".join(f"{k} {v:.4g}" for k, v in values.items())
 
 
+def _is_time(step: int, every: int) -> bool:
+    """Whether periodic work that runs every ``every`` steps (never when <= 0) runs at
+    ``step`` (the number of updates done)."""
+    return every > 0 and step % every == 0
+
+
+class _MetricWindow:
+    """The metrics of the steps since the last report.
+
+    A step's metrics come to the host one step later (``add``), so the device never
+    waits for the host; ``report`` collects the last step too and averages the window.
+    A non-finite step stops the run here when config.train.nan_policy is 'stop'.
+    """
+
+    def __init__(self, nan_policy: str, global_batch: int, ckpt: ckpt_lib.Checkpoints):
+        self._nan_policy, self._global_batch, self._ckpt = nan_policy, global_batch, ckpt
+        self._pending: tuple[int, Any] | None = None
+        self._reset()
+
+    def _reset(self) -> None:
+        self._sums: dict[str, float] = {}
+        self._count, self._skipped, self._start = 0, 0, time.perf_counter()
+
+    def add(self, index: int, metrics: Any) -> None:
+        """The device metrics of the update from step ``index`` to ``index + 1``."""
+        if self._pending is not None:
+            self._collect(*self._pending)
+        self._pending = (index, metrics)
+
+    def _collect(self, index: int, metrics: Any) -> None:
+        values = {k: float(v) for k, v in jax.device_get(metrics).items()}
+        if values.pop("finite") < 1.0:
+            if self._nan_policy == "stop":
+                last = self._ckpt.latest_step()
+                where = f"{self._ckpt.directory}/{last}" if last is not None else "none yet"
+                raise NonFiniteError(
+                    f"step {index + 1} (batch {index} of the data stream): a loss or gradient "
+                    f"is not finite ({_format(values)}); the update was not applied and no "
+                    f"checkpoint holds it. Last good checkpoint: {where}. Set "
+                    f"--config.train.nan_policy=skip to skip such steps instead.")
+            logging.warning("step %d (batch %d): non-finite loss or gradient, update skipped",
+                            index + 1, index)
+            self._skipped += 1
+        for k, v in values.items():
+            if math.isfinite(v):
+                self._sums[k] = self._sums.get(k, 0.0) + v
+        self._count += 1
+
+    def report(self) -> dict[str, float] | None:
+        """The window's averages and rates (None when it is empty); starts a new window."""
+        if self._pending is not None:
+            self._collect(*self._pending)
+            self._pending = None
+        if not self._count:
+            return None
+        elapsed = max(time.perf_counter() - self._start, 1e-9)
+        summary = {k: v / self._count for k, v in self._sums.items()}
+        summary["images_per_sec"] = self._count * self._global_batch / elapsed
+        summary["steps_per_sec"] = self._count / elapsed
+        summary["skipped_steps"] = self._skipped  # non-finite updates not applied (nan_policy=skip)
+        self._reset()
+        return summary
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                        evaluator: Callable | None = None, devices=None) -> dict:
     """Train (resuming from ``workdir`` when it holds checkpoints) and evaluate.
@@ -108,12 +172,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     ``config.eval.every_epochs`` < 0.  devices: the devices to train on (default: every
     device of every process).  Returns the last evaluation's metrics (or {}).
     """
-    from clu import metric_writers
+    from clu import metric_writers, periodic_actions
 
     from data_pipeline import pipeline
     from hrgan_jax import evaluation
     if config.train.nan_policy not in ("stop", "skip"):
         raise ValueError(f"config.train.nan_policy = {config.train.nan_policy!r}: choose stop or skip")
+
     # ---- what can be checked in seconds, before anything is built or written ----------
     mesh = parallel.make_mesh(devices)
     global_batch = int(config.train.batch_size)
@@ -129,6 +194,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
         with open(os.path.join(workdir, "config.json"), "w") as f:
             f.write(config.to_json_best_effort(indent=2, sort_keys=True))
 
+    # ---- the step ----------------------------------------------------------------------
     total = int(config.train.steps) if config.train.steps > 0 else int(
         config.train.epochs) * steps_per_epoch
     g_tx, d_tx, g_lr, d_lr = state_lib.optimizers(config, steps_per_epoch)
@@ -137,6 +203,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     jit_step = jax.jit(train_step, in_shardings=(rep, batch_sharding), out_shardings=(rep, rep),
                        donate_argnums=0)
 
+    # ---- initialise, or restore the latest checkpoint ----------------------------------
     ckpt = ckpt_lib.Checkpoints(os.path.join(workdir, "checkpoints"),
                                 every_steps=int(config.checkpoint.every_steps),
                                 keep=int(config.checkpoint.keep),
@@ -166,95 +233,69 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
         if lead:
             print(f"resuming from step {start} of {total} ({ckpt.directory}/{start})", flush=True)
 
+    # ---- data, evaluation and reports --------------------------------------------------
     writer = metric_writers.create_default_writer(workdir, just_logging=not lead)
     if evaluator is None and config.eval.every_epochs >= 0:
         from hrgan_jax.evaluation import runner
         evaluator = runner.make_evaluator(config, mesh, workdir, writer)
-    every_epochs = int(config.eval.every_epochs)
-
-    history_path = os.path.join(workdir, "metrics.jsonl")
     batches = pipeline.train(config.data, num_joints=num_joints, global_batch=global_batch,
                              seed=int(config.seed), process_index=jax.process_index(),
                              process_count=jax.process_count(), start_step=start)
-    progress = _Progress(start, total, lead)
+    history_path = os.path.join(workdir, "metrics.jsonl")
     log_every = max(1, int(config.train.log_every))
-    sums: dict[str, float] = {}
-    count, skipped, window_start, last_eval = 0, 0, time.perf_counter(), {}
-    pending: tuple[int, Any] | None = None
+    eval_every = steps_per_epoch * int(config.eval.every_epochs)  # <= 0: only at the end
+    save_every = ckpt_every(config)
+    progress = _Progress(start, total, lead)
+    # Steps/s, ETA and the share of time spent evaluating, in the log every minute.
+    timing = periodic_actions.ReportProgress(num_train_steps=total, every_secs=60)
+    window = _MetricWindow(config.train.nan_policy, global_batch, ckpt)
+    last_eval: dict = {}
 
-    def collect(item) -> None:
-        """Bring a finished step's metrics to the host (one step behind, so the device
-        never waits) and stop on a non-finite step when the policy says so."""
-        nonlocal count, skipped
-        index, metrics = item  # the update from step index to index + 1, on batch index
-        values = {k: float(v) for k, v in jax.device_get(metrics).items()}
-        if values.pop("finite") < 1.0:
-            if config.train.nan_policy == "stop":
-                last = ckpt.latest_step()
-                where = f"{ckpt.directory}/{last}" if last is not None else "none yet"
-                raise NonFiniteError(
-                    f"step {index + 1} (batch {index} of the data stream): a loss or gradient "
-                    f"is not finite ({_format(values)}); the update was not applied and no "
-                    f"checkpoint holds it. Last good checkpoint: {where}. Set "
-                    f"--config.train.nan_policy=skip to skip such steps instead.")
-            logging.warning("step %d (batch %d): non-finite loss or gradient, update skipped",
-                            index + 1, index)
-            skipped += 1
-        for k, v in values.items():
-            if math.isfinite(v):
-                sums[k] = sums.get(k, 0.0) + v
-        count += 1
-
-    def write_summary(step: int) -> None:
-        nonlocal count, skipped, window_start, sums
-        if not count:
+    def report(step: int) -> None:
+        """One report per log step: TensorBoard and the log (the writer), metrics.jsonl,
+        and the progress bar or a printed line."""
+        summary = window.report()
+        if summary is None:
             return
-        elapsed = time.perf_counter() - window_start
-        summary = {k: v / count for k, v in sums.items()}
-        summary["images_per_sec"] = count * global_batch / max(elapsed, 1e-9)
-        summary["steps_per_sec"] = count / max(elapsed, 1e-9)
-        summary["skipped_steps"] = skipped  # non-finite updates not applied (nan_policy=skip)
         writer.write_scalars(step, summary)
         if lead:
             with open(history_path, "a") as f:
                 f.write(json.dumps({"step": step, **summary}) + "\n")
         progress.update(step, {k: summary[k] for k in ("content_loss", "k") if k in summary})
-        line = f"step {step}/{total} (epoch {step / steps_per_epoch:.2f}) {_format(summary)}"
-        logging.info(line)
         if lead and not progress.is_bar:
-            print(line, flush=True)
-        sums, count, skipped, window_start = {}, 0, 0, time.perf_counter()
+            print(f"step {step}/{total} (epoch {step / steps_per_epoch:.2f}) {_format(summary)}",
+                  flush=True)
 
+    # ---- the loop ----------------------------------------------------------------------
     step = start
     with _Preemption() as preemption:
         try:
             while step < total:
-                batch = parallel.global_batch(next(batches), mesh)
-                if step == start:  # compile first, then start every process's collectives together
-                    jit_step = jit_step.lower(state, batch).compile()
-                    parallel.barrier("train_step_compiled")
-                state, metrics = jit_step(state, batch)
-                if pending is not None:
-                    collect(pending)
-                pending = (step, metrics)
+                with jax.profiler.StepTraceAnnotation("train", step_num=step):
+                    batch = parallel.global_batch(next(batches), mesh)
+                    if step == start:  # compile first, then start every process's collectives together
+                        jit_step = jit_step.lower(state, batch).compile()
+                        parallel.barrier("train_step_compiled")
+                    state, metrics = jit_step(state, batch)
+                window.add(step, metrics)
                 step += 1
-                epoch_end = step % steps_per_epoch == 0
-                eval_now = evaluator is not None and (
-                    (every_epochs > 0 and epoch_end and (step // steps_per_epoch) % every_epochs == 0)
-                    or step == total)
-                save_now = eval_now or step == total or step % ckpt_every(config) == 0
-                logged = step % log_every == 0 or save_now
+                timing(step)
+
+                evaluate_now = evaluator is not None and (_is_time(step, eval_every) or step == total)
+                save_now = evaluate_now or step == total or _is_time(step, save_every)
+                logged = save_now or _is_time(step, log_every)
                 if logged:
-                    collect(pending)
-                    pending = None
-                    write_summary(step)
+                    report(step)
                 # One process reacts at once; several agree at log steps (a collective).
-                stop = (preemption.agreed() if logged else False) if jax.process_count() > 1 \
-                    else preemption.requested
+                if jax.process_count() > 1:
+                    stop = preemption.agreed() if logged else False
+                else:
+                    stop = preemption.requested
                 # Save before evaluating: an evaluation that fails (or is killed) loses nothing.
                 ckpt.save(step, state, {**meta, "step": step}, force=save_now or stop)
-                if eval_now:
-                    last_eval = _evaluate(evaluator, state, step, ckpt)
+                if evaluate_now:
+                    with timing.timed("evaluate"):
+                        last_eval = _evaluate(evaluator, state, step, ckpt)
                     writer.write_scalars(step, {f"eval/{k}": v for k, v in last_eval.items()
                                                 if isinstance(v, (int, float))})
                 if stop:
@@ -263,9 +304,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                     print(f"stopped at step {step}: checkpoint saved in {ckpt.directory}/{step}",
                           flush=True)
                     break
-            if pending is not None:
-                collect(pending)
-                write_summary(step)
+
+            # ---- the end ---------------------------------------------------------------
+            report(step)
             total_skipped = int(parallel.to_host(state.skipped))
             if lead and total_skipped:
                 print(f"{total_skipped} of {step} updates were skipped as non-finite "
