@@ -109,6 +109,17 @@ def test_help_and_a_usage_error_in_a_fresh_interpreter():
     assert "Traceback" not in r.stderr
 
 
+def test_the_installed_command_is_launch_py():
+    """pyproject.toml's `hrgan-jax` runs what `python launch.py` runs (`pip install .`
+    in a fresh venv and `hrgan-jax --help` were checked by hand: see the commit)."""
+    import importlib
+    import tomllib
+    import launch
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    module, _, name = project["scripts"]["hrgan-jax"].partition(":")
+    assert getattr(importlib.import_module(module), name) is launch.run
+
+
 def test_bad_command_lines_say_what_is_wrong(tmp_path, monkeypatch):
     status, _, stderr = launch_here(
         monkeypatch, "--mode=check", "--config=configs/default.py:tiny",
