@@ -302,7 +302,6 @@ class EvalInfo:
     num_records: int
     num_batches: int
     annotation_file: str
-    image_paths: list | None = None
     records: Records | None = None
 
 

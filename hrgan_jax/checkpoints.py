@@ -118,12 +118,6 @@ class Checkpoints:
         self._manager.close()
 
 
-def abstract_like(tree: Any) -> Any:
-    """ShapeDtypeStructs (with shardings) of a pytree of arrays: a restore target."""
-    return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype,
-                                                       sharding=getattr(x, "sharding", None)), tree)
-
-
 def _leaf_name(path) -> str:
     """A pytree path as orbax names the array: field names and indices joined by dots."""
     return ".".join(str(getattr(k, "key", getattr(k, "name", getattr(k, "idx", k)))) for k in path)
