@@ -198,8 +198,10 @@ def read_history(workdir) -> dict:
 
 def training_curves(workdir, path=None) -> str | None:
     """curves.png (default: in ``workdir``) from the run's metrics.jsonl and evaluation
-    results; None when the run has logged nothing yet."""
-    history = read_history(workdir)
+    results: the CURVE_PANELS (throughput, gradient norms and skipped steps stay in
+    TensorBoard); None when the run has logged nothing yet."""
+    history = {name: points for name, points in read_history(workdir).items()
+               if any(belongs(name) for _, belongs, _ in CURVE_PANELS)}
     if not history:
         return None
     return plot_curves(history, path or os.path.join(workdir, "curves.png"))

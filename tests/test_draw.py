@@ -75,5 +75,8 @@ def test_training_curves_read_the_run_and_its_evaluations(tmp_path):
     history = draw.read_history(tmp_path)
     assert history["content_loss"] == [(2, 1.0), (4, 0.4)]
     assert history["eval/AP"] == [(2, 0.25), (4, 0.5)] and history["eval/AP50"][0] == (2, 0.9)
+    assert history["images_per_sec"] == [(2, 10.0), (4, 10.0)]  # read, but not drawn:
     assert draw.training_curves(tmp_path) == str(tmp_path / "curves.png")
+    with Image.open(tmp_path / "curves.png") as im:  # evaluation, losses, k_t, lr: 2 x 2
+        assert im.size == (1200, 720)
     assert draw.training_curves(tmp_path / "empty") is None
