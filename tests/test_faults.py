@@ -31,8 +31,8 @@ PARTIAL = ".orbax-checkpoint-tmp"  # orbax writes a save here and renames it whe
 # ---- kill -9 and SIGTERM ------------------------------------------------------------------
 
 STEPS = 20
-# The model and data flags of tiny_train_config: the same train-step program as the
-# in-process runs here and in tests/test_trainer.py, so the compilation cache serves all.
+# The model and data flags of tiny_train_config (conftest), on one device: the runs here
+# share one compiled program through the persistent compilation cache.
 TRAIN_FLAGS = ["--config=configs/default.py:tiny", "--config.data.image_size=(64, 64)",
                "--config.data.heatmap_size=(16, 16)", "--config.train.batch_size=8",
                f"--config.train.steps={STEPS}", "--config.train.log_every=1",
@@ -43,7 +43,7 @@ ANNOUNCE = ("resuming from step", "starting a new run")
 
 
 def _run_config(root):
-    """The config TRAIN_FLAGS make: for the in-process runs and for restoring checkpoints."""
+    """The config TRAIN_FLAGS make, for restoring the runs' checkpoints here."""
     return tiny_train_config(**{"data.root": root, "train.steps": STEPS, "train.log_every": 1,
                                 "checkpoint.every_steps": 2, "checkpoint.keep": 3,
                                 "eval.every_epochs": -1})
@@ -211,20 +211,21 @@ def _plan(rng: random.Random) -> list[str]:
 
 
 @pytest.mark.slow
-def test_kills_and_preemption_lose_nothing(train_coco_root, tmp_path, capsys):
+def test_kills_and_preemption_lose_nothing(train_coco_root, tmp_path):
     """Seven faults in one training run, each in its own process: kill -9 while a
     checkpoint is being written (3, each run's second save), between steps (1), during
     start-up (2: imports and restore, compilation) and one SIGTERM (which must save
     the step it stopped at, exit 0 within 30 s, and be resumed from).  Every restart
     resumes from the newest complete checkpoint, a directory named like a checkpoint
     is always complete, and the final state is bitwise the state of a run that was
-    never interrupted (that run, and the last one finishing the faulted run, in this
-    process)."""
+    never interrupted.  (Both runs are subprocesses like the faulted ones: programs
+    compiled under this process's 8 fake devices are other cache entries, and the
+    first of these runs compiles the one they all share.)"""
     rng = random.Random(SEED)
     reference, faulted = tmp_path / "reference", tmp_path / "faulted"
     ckpt_dir = faulted / "checkpoints"
-    config = _run_config(train_coco_root)
-    trainer.train_and_evaluate(config, str(reference), devices=ONE)
+    with _Training(train_coco_root, reference) as run:
+        run.finish()
 
     plan = _plan(rng)
     history: list[str] = []
@@ -262,14 +263,15 @@ def test_kills_and_preemption_lose_nothing(train_coco_root, tmp_path, capsys):
 
     newest = max(_complete(ckpt_dir), default=0)
     assert 0 < newest < STEPS, f"the faults left nothing to resume from or to do {context()}"
-    capsys.readouterr()
-    trainer.train_and_evaluate(config, str(faulted), devices=ONE)
-    assert _resumed_from(capsys.readouterr().out) == newest, context()
+    with _Training(train_coco_root, faulted) as run:
+        out = run.finish()
+    assert _resumed_from(out) == newest, context()
     assert not _partial(ckpt_dir), f"partial saves were not removed {context()}"
     assert len([h for h in history if h.startswith("kill")]) == 6
     # Kills aimed at a save (polled every 5 ms; a save takes hundreds): most land in it.
     assert mid_save >= 2, f"only {mid_save} kills interrupted a save {context()}"
 
+    config = _run_config(train_coco_root)
     step_a, a, _ = latest_state(config, reference)
     step_b, b, _ = latest_state(config, faulted)
     assert step_a == step_b == STEPS and int(b.step) == STEPS and int(b.skipped) == 0
