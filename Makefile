@@ -11,9 +11,9 @@ TORCH_CPU := torch==2.13.0+cpu
 # pip warns about every package missing from the machine's extra local index: noise.
 QUIET_PIP := { grep -v "is ignored: it is neither a file nor a directory" || true; }
 
-.PHONY: test demo bench clean
+.PHONY: test test-fast demo bench clean
 
-$(STAMP): requirements.txt
+$(STAMP): requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip 2>&1 | $(QUIET_PIP)
 	$(PY) -m pip install -q -r requirements.txt 2>&1 | $(QUIET_PIP)
@@ -21,8 +21,14 @@ $(STAMP): requirements.txt
 	  || echo "note: no local CPU PyTorch wheel; the tests that read .pth files will be skipped"
 	touch $(STAMP)
 
+# The whole suite, then its 15 slowest tests.
 test: $(STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=15
+
+# The edit-test loop: everything but the tests marked slow (training runs, subprocesses,
+# multi-device equality); those still run in `make test`.
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -m "not slow" --durations=10
 
 # The demo: HRGAN learns to find the joints of rendered figures, end to end on a CPU
 # (~15 minutes on 2 cores).  Everything goes under demo_out/: data/ (synthetic COCO-format

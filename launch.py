@@ -201,5 +201,13 @@ def _quiet_libraries(argv):
     return argv
 
 
-if __name__ == "__main__":
+def run() -> None:
+    """`python launch.py` and the installed `hrgan-jax` command (pyproject.toml)."""
+    entry = sys.modules["__main__"]
+    if not entry.__doc__:  # the console script's wrapper: absl's --help prints its docstring
+        entry.__doc__ = __doc__
     app.run(main, flags_parser=_parse_flags)
+
+
+if __name__ == "__main__":
+    run()

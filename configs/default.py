@@ -64,7 +64,7 @@ def get_config(preset: str = "w32") -> ConfigDict:
     config.train.log_every = 50  # steps between metric lines / TensorBoard points
     config.train.nan_policy = "stop"  # stop (error naming the step) | skip (skip the update, count it)
 
-    # ---- optimisers (the public HRGAN code's values; configs/*_paper.py: the paper's) ---
+    # ---- optimisers (the public HRGAN code's values; variant 'paper': the paper's) ------
     config.optim = ConfigDict()
     config.optim.g_name = "rmsprop"  # G optimiser: rmsprop | adam
     config.optim.g_lr = 2.5e-4  # G learning rate

@@ -8,32 +8,9 @@
 that every keypoint is determined by the image, with left and right told apart by cues
 that survive mirroring (face and hair, the shirt's buttons, feet pointing forward).
 
-Chosen for a short run on a 2-core CPU, measured there (AP on the 60 validation images
-with the detector's boxes); the adversarial term stays on, as in HRGAN:
-  * data: config.synth.scene = "plain" (smooth backgrounds, upright figures side by
-    side, no occluders), 1000 training images (about 1500 people), 60 validation
-    images, COCO only.  On the cluttered scenes the same 600 steps reached AP 0.03.
-  * network: the 'small' preset for G and D (official stem, one 16-plane Bottleneck as
-    layer1, stages 2-4 at 16/32/64/128 channels, one block per branch).  The official
-    layer1 (4 Bottlenecks to 256 channels, in G and again in D) made the tiny preset's
-    GAN step ~3x slower at batch 32 (182 vs 54 GFLOP; 5.5 vs 1.8 s).
-  * G's convolutions start He-normal (model.kernel_init = "he"; the head keeps
-    N(0, 0.001)).  With the official N(0, 0.001) everywhere, BatchNorm makes the tiny
-    weights' effective step huge, and G sat on the all-zero-heatmap plateau for ~400
-    steps (AP 0.000 at step 185, 0.005 at 300 with "he", cluttered scenes).
-  * G trains with Adam 1e-3 (the HRNet baseline's optimiser) instead of the public
-    code's RMSprop: at the same steps, plain scenes, He init, RMSprop 2e-3 gave AP 0.128
-    at step 372 and 0.325 at 558 (after a x0.1 step), Adam 1e-3 gave 0.302 at 279 and
-    0.500 at 558 (before any decay).  D: Adam 1e-3 (the paper's text says 1e-3).
-    Both x0.1 at 6.5 and 9.5 epochs (93 steps each); 1000 steps.
-  * batch 16: the step takes 0.64 s at batch 16 against 1.83 s at 32 (the smaller
-    working set suits the CPU caches), so more updates fit in the time.
-  * sigma 2, the official value: with Adam and He init the start is fast anyway, and
-    the sharper peaks localise better.  Same run otherwise: sigma 3 gave AP 0.358 /
-    0.534 / 0.557 at steps 372 / 744 / 1000, sigma 2 gave 0.426 / 0.624 at 372 / 744.
-  * milder augmentation (rotation 20, scale 0.25): the validation figures are upright.
-  * k_t stays near 0 here: D reconstructs G's heatmaps better than the real ones, so
-    the equilibrium term keeps L_adv's weight at its floor (see curves.png).
+Chosen for a short run on a 2-core CPU: plain scenes, the 'small' preset for G and D,
+He-normal init, Adam for G, batch 16, sigma 2, milder augmentation.  The runs behind
+each choice: benchmarks/NOTES.md, "The demo config".
 """
 from configs import default
 

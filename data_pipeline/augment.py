@@ -25,7 +25,6 @@ MAX_PIXELS = 100_000_000
 # default (fast) one differs by 1-2 grey levels on average.
 DCT = "INTEGER_ACCURATE"
 
-tf.config.set_visible_devices([], "GPU")
 # One thread per warp: tf.data already runs many warps in parallel.
 cv2.setNumThreads(1)
 

@@ -23,11 +23,10 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from data_pipeline import augment, coco, mpii
+from data_pipeline import augment, coco, mpii, tf_on_host_only
 from data_pipeline.joints import NUM_JOINTS, UPPER_BODY, flip_permutation
 from data_pipeline.records import DataError, Records, split_names
 
-tf.config.set_visible_devices([], "GPU")
 
 _DECODE_ERRORS = (tf.errors.InvalidArgumentError, tf.errors.NotFoundError,
                   tf.errors.DataLossError, tf.errors.OutOfRangeError)
@@ -277,6 +276,7 @@ def train(data_cfg, *, num_joints: int, global_batch: int, seed: int, process_in
     (b, J, 2) input pixels; joints_vis float32 (b, J) in {0, 1}; b = global_batch /
     process_count.  The iterator also has .info (DatasetInfo) and .step (the next step).
     """
+    tf_on_host_only()
     b = _per_process(global_batch, process_index, process_count)
     cfg = _augment_config(data_cfg, num_joints)
     src = _source(data_cfg, split_names(data_cfg)[0], num_joints=num_joints, training=True)
@@ -320,7 +320,6 @@ class EvalInfo:
     num_records: int
     num_batches: int
     annotation_file: str
-    image_paths: list | None = None
     records: Records | None = None
 
 
@@ -333,6 +332,7 @@ def evaluation(data_cfg, *, num_joints: int, global_batch: int, process_index: i
     (-1 on padding); valid bool (b,).  Every record appears once over all processes; the
     last global batch is padded with invalid rows.
     """
+    tf_on_host_only()
     b = _per_process(global_batch, process_index, process_count)
     _augment_config(data_cfg, num_joints)  # checks num_joints against the dataset
     split = split_names(data_cfg)[1]

@@ -107,12 +107,6 @@ class Records:
             source=source,
         )
 
-    def take(self, index) -> "Records":
-        index = np.asarray(index)
-        return dataclasses.replace(self, **{
-            f.name: getattr(self, f.name)[index] for f in dataclasses.fields(self)
-            if f.name != "source"})
-
 
 def list_images(directory: str) -> set[str]:
     """File names in an image directory (one listing, so existence checks are cheap)."""

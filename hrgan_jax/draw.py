@@ -96,33 +96,57 @@ def image_grid(images, cols: int | None = None, pad: int = 2, fill: int = 255) -
     return grid
 
 
-def plot_curves(history: dict, path) -> str:
-    """Write curves.png: one panel per quantity, against the step.
+# curves.png's panels: (title, which names go in it, log y axis).  Names are those of
+# metrics.jsonl (the trainer's scalars) and of the evaluation tables.
+CURVE_PANELS = (
+    ("evaluation", lambda n: n.startswith("eval/"), False),
+    ("losses", lambda n: "loss" in n.lower() or n in ("l_real", "l_fake", "l_adv"), True),
+    ("equilibrium: k_t and M_global", lambda n: n.lower() in ("k", "k_t", "m_global"), False),
+    ("learning rates", lambda n: n.lower().endswith("lr"), True),
+    ("adversary's share of G's gradient: |beta_G dL_adv/dH| / |dL_content/dH|",
+     lambda n: n == "adv_grad_ratio", True),
+)
+# The evaluation curves drawn: COCO AP, AP50 and AR (fractions) or MPII PCKh (percent).
+EVAL_CURVES = ("AP", "AP50", "AR", "Mean", "Mean@0.1")
 
-    history: name -> [(step, value), ...].  Every name containing 'loss' goes into one
-    'losses' panel with a log y axis; every other name (k_t, M_global, ...) gets its own
-    linear panel.  Returns the path.
+
+def plot_curves(history: dict, path) -> str:
+    """Write curves.png: a grid of panels against the step.
+
+    history: name -> [(step, value), ...].  Names starting 'eval/' go into the
+    evaluation panel (AP / PCKh); names with 'loss' (and l_real, l_fake, l_adv) into
+    one losses panel with a log y axis; k / k_t and m_global into one equilibrium
+    panel; names ending in 'lr' into the learning-rate panel (log); any other name
+    gets a panel of its own.  Two columns.  Returns the path.
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    losses = [k for k in history if "loss" in k.lower()]
-    panels = ([("losses", losses)] if losses else []) + [(k, [k]) for k in history
-                                                          if k not in losses]
+    panels, placed = [], set()
+    for title, belongs, log in CURVE_PANELS:
+        names = [n for n in history if n not in placed and belongs(n) and len(history[n])]
+        if names:
+            panels.append((title, names, log))
+            placed.update(names)
+    panels += [(n, [n], False) for n in history if n not in placed and len(history[n])]
     if not panels:
         raise ValueError("plot_curves: history is empty, nothing to plot")
-    fig = Figure(figsize=(5 * len(panels), 3.6), dpi=100)
+    cols = min(2, len(panels))
+    rows = math.ceil(len(panels) / cols)
+    fig = Figure(figsize=(6 * cols, 3.6 * rows), dpi=100)
     FigureCanvasAgg(fig)
-    for n, (title, names) in enumerate(panels):
-        ax = fig.add_subplot(1, len(panels), n + 1)
+    for n, (title, names, log) in enumerate(panels):
+        ax = fig.add_subplot(rows, cols, n + 1)
+        values = []
         for name in names:
             points = np.asarray(history[name], np.float64).reshape(-1, 2)
-            ax.plot(points[:, 0], points[:, 1], label=name, linewidth=1.2)
-        if title == "losses":
-            values = np.concatenate([np.asarray(history[k], np.float64).reshape(-1, 2)[:, 1]
-                                     for k in names])
-            if np.any(values > 0):
-                ax.set_yscale("log")
+            style = {"marker": "o", "markersize": 3} if name.startswith("eval/") else {}
+            ax.plot(points[:, 0], points[:, 1], label=name.removeprefix("eval/"),
+                    linewidth=1.2, **style)
+            values.append(points[:, 1])
+        if log and np.all(np.concatenate(values) > 0):
+            ax.set_yscale("log")
+        if len(names) > 1 or title != names[0]:
             ax.legend(fontsize=8)
         ax.set_title(title)
         ax.set_xlabel("step")
@@ -132,3 +156,54 @@ def plot_curves(history: dict, path) -> str:
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     fig.savefig(path, format="png")
     return path
+
+
+def read_history(workdir) -> dict:
+    """name -> [(step, value), ...] of a training run: every number in metrics.jsonl
+    (the last row of a step wins: a resumed run rewrites later steps; a line cut short by
+    a kill is skipped) and, as 'eval/<name>', EVAL_CURVES from eval/results_<step>.json."""
+    import glob
+    import json
+
+    from hrgan_jax import evaluation
+
+    rows: dict[int, dict] = {}
+    metrics = os.path.join(workdir, "metrics.jsonl")
+    if os.path.exists(metrics):
+        with open(metrics) as f:
+            for line in f:
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError:
+                    continue
+                rows[int(row["step"])] = row
+    history: dict[str, list] = {}
+    for step in sorted(rows):
+        for name, value in rows[step].items():
+            if name != "step" and isinstance(value, (int, float)) and math.isfinite(value):
+                history.setdefault(name, []).append((step, float(value)))
+    results = {}
+    for path in glob.glob(os.path.join(workdir, "eval", "results_*.json")):
+        try:
+            with open(path) as f:
+                row = json.load(f)
+            results[int(row["step"])] = evaluation.scalar_names(row)
+        except (OSError, ValueError, KeyError):
+            continue
+    for step in sorted(results):
+        for name in EVAL_CURVES:
+            value = results[step].get(name)
+            if isinstance(value, (int, float)) and math.isfinite(value):
+                history.setdefault(f"eval/{name}", []).append((step, float(value)))
+    return history
+
+
+def training_curves(workdir, path=None) -> str | None:
+    """curves.png (default: in ``workdir``) from the run's metrics.jsonl and evaluation
+    results: the CURVE_PANELS (throughput, gradient norms and skipped steps stay in
+    TensorBoard); None when the run has logged nothing yet."""
+    history = {name: points for name, points in read_history(workdir).items()
+               if any(belongs(name) for _, belongs, _ in CURVE_PANELS)}
+    if not history:
+        return None
+    return plot_curves(history, path or os.path.join(workdir, "curves.png"))

@@ -296,8 +296,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                 if evaluate_now:
                     with timing.timed("evaluate"):
                         last_eval = _evaluate(evaluator, state, step, ckpt)
-                    writer.write_scalars(step, {f"eval/{k}": v for k, v in last_eval.items()
-                                                if isinstance(v, (int, float))})
+                    writer.write_scalars(step, evaluation.tensorboard_scalars(last_eval))
                 if stop:
                     ckpt.wait()
                     logging.warning("stopped at step %d by a signal; checkpoint saved", step)
@@ -319,7 +318,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
             ckpt.close()
             writer.flush()
     if lead and step >= total:
-        _draw_curves(history_path, os.path.join(workdir, "curves.png"))
+        from hrgan_jax import draw
+        draw.training_curves(workdir)
     return last_eval
 
 
@@ -342,21 +342,3 @@ def _evaluate(evaluator: Callable, state, step: int, ckpt: ckpt_lib.Checkpoints)
 
 def ckpt_every(config) -> int:
     return max(1, int(config.checkpoint.every_steps))
-
-
-def _draw_curves(history_path: str, out: str) -> None:
-    """curves.png: losses, k_t and M_global against steps, from metrics.jsonl."""
-    if not os.path.exists(history_path):
-        return
-    from hrgan_jax import draw
-    points: dict[int, dict] = {}
-    with open(history_path) as f:
-        for line in f:
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError:
-                continue  # the last line of a run killed while writing it
-            points[row["step"]] = row  # a resumed run rewrites later steps: keep the last
-    keys = ("content_loss", "l_real", "l_fake", "l_adv", "k", "m_global")
-    history = {k: [(s, points[s][k]) for s in sorted(points) if k in points[s]] for k in keys}
-    draw.plot_curves({k: v for k, v in history.items() if v}, out)

@@ -110,3 +110,55 @@ def trained_scale_start(config, g_tx, d_tx):
     g_vars = weights.from_torch(weights.trained_scale_state_dict(config.model), config.model)
     return state.replace(g_params=g_vars["params"], g_stats=g_vars["batch_stats"],
                          g_opt=g_tx.init(g_vars["params"]))
+
+
+def free_port() -> int:
+    """A TCP port free on localhost now, for a jax.distributed coordinator."""
+    import socket
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        return s.getsockname()[1]
+
+
+def saved_states(config, workdir, steps=None) -> dict:
+    """{step: (state on the host, meta)} of the checkpoints in ``workdir``/checkpoints
+    (``steps``: those steps; default: all), restored for one device."""
+    from hrgan_jax import checkpoints, parallel, state as state_lib, trainer
+    g_tx, d_tx, _, _ = state_lib.optimizers(config, steps_per_epoch=1)
+    target = trainer.abstract_state(config, g_tx, d_tx, parallel.make_mesh(jax.devices()[:1]))
+    ckpt = checkpoints.Checkpoints(os.path.join(workdir, "checkpoints"), every_steps=1,
+                                   keep=100, async_save=False)
+    try:
+        states = {}
+        for step in (ckpt.all_steps() if steps is None else steps):
+            state, meta = ckpt.restore(step, target)
+            states[step] = (jax.device_get(state), meta)
+        return states
+    finally:
+        ckpt.close()
+
+
+def latest_state(config, workdir):
+    """(step, state on the host, meta) of the newest checkpoint in ``workdir``."""
+    from hrgan_jax import checkpoints
+    ckpt = checkpoints.Checkpoints(os.path.join(workdir, "checkpoints"), every_steps=1,
+                                   keep=100, async_save=False)
+    step = ckpt.latest_step()
+    ckpt.close()
+    return (step, *saved_states(config, workdir, [step])[step])
+
+
+def edit_train_batches(monkeypatch, edit) -> None:
+    """Run every batch of the training stream (pipeline.train) through
+    ``edit(index, batch) -> batch`` as the trainer takes it: faults at a known step."""
+    from data_pipeline import pipeline
+    clean = pipeline.train
+
+    def train(*args, start_step=0, **kwargs):
+        batches = clean(*args, start_step=start_step, **kwargs)
+        try:
+            for index, batch in enumerate(batches, start=start_step):
+                yield edit(index, batch)
+        finally:
+            getattr(batches, "close", lambda: None)()
+    monkeypatch.setattr(pipeline, "train", train)

@@ -263,3 +263,20 @@ def test_empty_evaluation_set_is_an_error_naming_the_file(coco_root):
     with pytest.raises(DataError, match=r"COCO_val2017_detections_AP_H_56_person.json: nothing "
                                         r"to evaluate in split 'val2017'.*image_threshold = 2.0"):
         pipeline.evaluation(cfg, num_joints=17, global_batch=4)
+
+
+def test_importing_the_pipeline_leaves_tensorflow_devices_alone():
+    """Importing changes nothing in TensorFlow; building a pipeline hides the GPUs from it
+    (tf.data runs on the host; a TensorFlow seeing a GPU takes its memory from JAX)."""
+    import subprocess
+    import sys
+    code = ("import tensorflow as tf\n"
+            "calls = []\n"
+            "tf.config.set_visible_devices = lambda devices, kind=None: calls.append(kind)\n"
+            "import data_pipeline.pipeline, data_pipeline.augment\n"
+            "assert calls == [], calls\n"
+            "import data_pipeline\n"
+            "data_pipeline.tf_on_host_only()\n"
+            "assert calls == ['GPU'], calls\n")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=300,
+                   cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

@@ -46,14 +46,37 @@ def test_crops_with_skeletons_shapes_and_colours():
     assert grid.shape == (2 * 66 + 2, 2 * 50 + 2, 3)
 
 
-def test_plot_curves_writes_a_png(tmp_path):
+def test_plot_curves_writes_a_grid(tmp_path):
     steps = np.arange(0, 100, 10)
-    history = {"loss_g": [(s, 1.0 / (s + 1)) for s in steps],
-               "loss_d": [(s, 0.5 / (s + 1)) for s in steps],
-               "k_t": [(s, s * 1e-4) for s in steps],
-               "M_global": [(s, 0.2 - s * 1e-3) for s in steps]}
+    history = {"content_loss": [(s, 1.0 / (s + 1)) for s in steps],
+               "l_real": [(s, 0.5 / (s + 1)) for s in steps],
+               "k": [(s, s * 1e-4) for s in steps],
+               "m_global": [(s, 0.2 - s * 1e-3) for s in steps],
+               "g_lr": [(s, 1e-3 if s < 50 else 1e-4) for s in steps],
+               "eval/AP": [(50, 0.3), (90, 0.6)]}
     path = draw.plot_curves(history, tmp_path / "curves.png")
-    with Image.open(path) as im:
-        assert im.format == "PNG" and im.size[0] > im.size[1] > 100
+    with Image.open(path) as im:  # 4 panels in 2 x 2
+        assert im.format == "PNG" and im.size == (1200, 720)
     with pytest.raises(ValueError, match="empty"):
         draw.plot_curves({}, tmp_path / "none.png")
+
+
+def test_training_curves_read_the_run_and_its_evaluations(tmp_path):
+    import json
+    with open(tmp_path / "metrics.jsonl", "w") as f:
+        for step, loss in ((2, 1.0), (4, 0.5), (4, 0.4)):  # step 4 rewritten on a resume
+            f.write(json.dumps({"step": step, "content_loss": loss, "k": 0.0, "g_lr": 1e-3,
+                                "images_per_sec": 10.0}) + "\n")
+        f.write('{"step": 6, "content_lo')  # cut short by a kill
+    (tmp_path / "eval").mkdir()
+    for step, ap in ((2, 0.25), (4, 0.5)):
+        (tmp_path / "eval" / f"results_{step}.json").write_text(
+            json.dumps({"step": step, "AP": ap, "Ap .5": 0.9, "AR": 0.6}))
+    history = draw.read_history(tmp_path)
+    assert history["content_loss"] == [(2, 1.0), (4, 0.4)]
+    assert history["eval/AP"] == [(2, 0.25), (4, 0.5)] and history["eval/AP50"][0] == (2, 0.9)
+    assert history["images_per_sec"] == [(2, 10.0), (4, 10.0)]  # read, but not drawn:
+    assert draw.training_curves(tmp_path) == str(tmp_path / "curves.png")
+    with Image.open(tmp_path / "curves.png") as im:  # evaluation, losses, k_t, lr: 2 x 2
+        assert im.size == (1200, 720)
+    assert draw.training_curves(tmp_path / "empty") is None

@@ -8,22 +8,15 @@ amplify the rounding differences of the first step).
 """
 import os
 import pathlib
-import socket
 import subprocess
 import sys
 
 import numpy as np
 import pytest
 
-from conftest import relative_error
+from conftest import free_port, relative_error
 
 WORKER = pathlib.Path(__file__).with_name("multiprocess_worker.py")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("localhost", 0))
-        return s.getsockname()[1]
 
 
 def _start(out, devices, num_processes=1, process_id=0, port=None):
@@ -43,7 +36,7 @@ def _finish(proc, timeout=900):
 
 @pytest.mark.slow
 def test_two_processes_equal_one_process_with_four_devices(tmp_path):
-    port = _free_port()
+    port = free_port()
     procs = [_start(tmp_path / "multi.npz", 2, 2, i, port) for i in range(2)]
     try:
         for p in procs:

@@ -4,7 +4,6 @@ import filecmp
 import io
 import json
 import os
-import time
 
 import numpy as np
 import pytest
@@ -242,14 +241,13 @@ def test_plain_scenes_are_uncluttered_and_side_by_side():
         S.render_scene(S.image_rng(0, "coco", "plain", 0), SMALL, scene="busy")
 
 
-def test_render_speed():
-    n = 10
-    t = time.perf_counter()
-    for i in range(n):
-        S.render_scene(S.image_rng(0, "coco", "speed", i), (640, 480))
-    rate = n / (time.perf_counter() - t)
-    print(f"render_scene 640x480: {rate:.1f} images/s ({60 * rate:.0f}/min)")
-    assert rate > 2.0
+def test_renders_a_full_size_scene():
+    """A COCO-sized (640x480) cluttered scene: the image and people fit that size.  (No
+    timing assertion: the machine may be shared; benchmarks/ measures speed.)"""
+    image, persons = S.render_scene(S.image_rng(0, "coco", "full size", 0), (640, 480))
+    assert image.shape == (480, 640, 3) and image.dtype == np.uint8
+    assert image.std() > 10  # a textured scene, not a blank canvas
+    assert persons and all(p.coco.shape == (17, 3) and np.isfinite(p.coco).all() for p in persons)
 
 
 @pytest.mark.slow

@@ -7,10 +7,9 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 from etils import epath
 
-from data_pipeline import coco, mpii
+from data_pipeline import coco, mpii, tf_on_host_only
 from data_pipeline.records import Records
 
-tf.config.set_visible_devices([], "GPU")
 
 COCO_ASPECT_RATIO = 0.75  # boxes -> centre/scale for the 256x192 and 384x288 inputs
 
@@ -101,6 +100,7 @@ BUILDERS = {"coco": HrganCocoKeypoints, "mpii": HrganMpii}
 
 def prepare(name: str, manual_dir: str, data_dir: str):
     """Build the dataset into data_dir (ArrayRecord files, random access by index)."""
+    tf_on_host_only()
     builder = BUILDERS[name](data_dir=data_dir)
     config = tfds.download.DownloadConfig(manual_dir=manual_dir)
     builder.download_and_prepare(download_config=config, file_format="array_record")

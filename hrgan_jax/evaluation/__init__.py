@@ -9,6 +9,26 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
+
+
+def scalar_names(results: dict) -> dict:
+    """An evaluation table keyed by clean names, in order: COCO's official columns
+    ('Ap .5', 'AR (M)', ...) as coco.SHORT_NAMES (AP50, ARM, ...), MPII's as they are
+    (Head, ..., Mean, Mean@0.1); anything else ('step') minus characters tags refuse."""
+    from hrgan_jax.evaluation.coco import SHORT_NAMES
+    return {SHORT_NAMES.get(k, re.sub(r"[^A-Za-z0-9_.@/-]+", "_", k)): v
+            for k, v in results.items()}
+
+
+def tensorboard_scalars(results: dict, prefix: str = "eval/") -> dict:
+    """``prefix + clean name -> value`` for the numbers of an evaluation table: what a
+    metric writer gets (eval/AP50, not eval/Ap .5).  TensorBoard's tag alphabet has no
+    '@': MPII's Mean@0.1 becomes Mean_at_0.1."""
+    return {prefix + name.replace("@", "_at_"): float(v)
+            for name, v in scalar_names(results).items()
+            if name != "step" and isinstance(v, (int, float)) and not isinstance(v, bool)}
+
 
 # The metric that picks the best checkpoint when config.checkpoint.best_metric is ''.
 HEADLINE_METRIC = {"coco": "AP", "mpii": "Mean"}
