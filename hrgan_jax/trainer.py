@@ -117,7 +117,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     # ---- what can be checked in seconds, before anything is built or written ----------
     mesh = parallel.make_mesh(devices)
     global_batch = int(config.train.batch_size)
-    parallel.check_batch_size(global_batch, mesh)
+    parallel.check_batch_size(global_batch, mesh, int(config.model.get("bn_group", 0)))
     num_joints = int(config.model.num_joints)
     steps_per_epoch = pipeline.steps_per_epoch(config.data, global_batch, num_joints=num_joints)
     if evaluator is None and config.eval.every_epochs >= 0:
