@@ -113,6 +113,8 @@ def _options(data_cfg) -> tf.data.Options:
     opts = tf.data.Options()
     opts.deterministic = True
     opts.experimental_optimization.map_parallelization = True
+    # At most all cores but one: the thread that launches the train step keeps a core.
+    opts.threading.private_threadpool_size = max(1, len(os.sched_getaffinity(0)) - 1)
     return opts
 
 

@@ -173,6 +173,23 @@ def global_batch(host_batch: dict[str, np.ndarray], mesh: Mesh) -> dict[str, jax
             for k, v in host_batch.items()}
 
 
+def prefetch_to_mesh(host_batches, mesh: Mesh, size: int = 2):
+    """Yield ``global_batch(b, mesh)`` for each host batch, ``size`` batches ahead: the
+    next batch's transfer to the devices is issued before the current step is launched,
+    so it overlaps the step instead of following it.  Same batches, same order."""
+    import collections
+    import itertools
+    queue = collections.deque()
+    host_batches = iter(host_batches)
+    for b in itertools.islice(host_batches, size):
+        queue.append(global_batch(b, mesh))
+    while queue:
+        batch = queue.popleft()
+        for b in itertools.islice(host_batches, 1):
+            queue.append(global_batch(b, mesh))
+        yield batch
+
+
 def replicate(tree: Any, mesh: Mesh) -> Any:
     """Place a host pytree (the same on every process) on every device of the mesh."""
     sharding = replicated(mesh)

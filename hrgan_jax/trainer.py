@@ -176,6 +176,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     batches = pipeline.train(config.data, num_joints=num_joints, global_batch=global_batch,
                              seed=int(config.seed), process_index=jax.process_index(),
                              process_count=jax.process_count(), start_step=start)
+    device_batches = parallel.prefetch_to_mesh(batches, mesh)  # next batch's transfer overlaps the step
     progress = _Progress(start, total, lead)
     log_every = max(1, int(config.train.log_every))
     sums: dict[str, float] = {}
@@ -229,7 +230,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     with _Preemption() as preemption:
         try:
             while step < total:
-                batch = parallel.global_batch(next(batches), mesh)
+                batch = next(device_batches)
                 if step == start:  # compile first, then start every process's collectives together
                     jit_step = jit_step.lower(state, batch).compile()
                     parallel.barrier("train_step_compiled")

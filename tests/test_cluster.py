@@ -50,3 +50,27 @@ def test_slurm_file_one_process_per_gpu_and_batch_splits():
     assert batch % (gpus * 16) == 0  # 16: the COCO config's bn_group
     assert "srun python launch.py --mode=train" in text
     assert parallel._CLUSTER_HINTS["SLURM"]({"SLURM_NTASKS": str(gpus)})
+
+
+def test_prefetch_to_mesh_keeps_order_and_reads_ahead_by_size():
+    import jax
+    import numpy as np
+    mesh = parallel.make_mesh(jax.devices()[:1])
+    read = []
+
+    def host():
+        for i in range(5):
+            read.append(i)
+            yield {"x": np.full((2, 3), i, np.float32)}
+    it = parallel.prefetch_to_mesh(host(), mesh, size=2)
+    first = next(it)
+    assert float(first["x"][0, 0]) == 0 and read == [0, 1, 2]  # batches 1, 2 already sent
+    assert [float(b["x"][0, 0]) for b in it] == [1, 2, 3, 4]
+
+
+def test_tf_data_leaves_the_launching_thread_a_core():
+    import os
+    pipeline = pytest.importorskip("data_pipeline.pipeline")
+    from configs.default import get_config
+    opts = pipeline._options(get_config("tiny").data)
+    assert opts.threading.private_threadpool_size == max(1, len(os.sched_getaffinity(0)) - 1)
