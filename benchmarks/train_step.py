@@ -8,8 +8,8 @@ HRNet-only step (the baseline), one table.
 Synthetic batches (uint8 images, random joints), so no dataset is needed.  The step is
 the trainer's: jitted over a mesh of every device with the batch split on it and the
 state donated.  Times are medians over --iters calls after --warmup calls (compilation
-excluded), each ended with block_until_ready.  FLOPs come from XLA's cost analysis of
-the compiled step; MFU = FLOPs / time / the device's dense peak for the dtype (known
+excluded), each ended with block_until_ready.  FLOPs and bytes accessed (GB/img) come
+from XLA's cost analysis of the compiled step; MFU = FLOPs / time / the device's dense peak for the dtype (known
 for recent NVIDIA GPUs; '-' elsewhere).  Memory: XLA's memory analysis of the program
 (arguments + outputs + temporaries, per device), and the allocator's peak where the
 backend reports one (GPU), else the host's peak resident set (CPU).
@@ -88,6 +88,7 @@ def bench(preset: str, dtype: str, per_device: int, height: int, width: int, adv
     cost = compiled.cost_analysis()
     cost = cost[0] if isinstance(cost, (list, tuple)) else cost
     flops = float(cost.get("flops", 0.0)) if cost else 0.0
+    bytes_accessed = float(cost.get("bytes accessed", 0.0)) if cost else 0.0
     analysis = compiled.memory_analysis()
     program = None
     if analysis is not None:
@@ -111,6 +112,7 @@ def bench(preset: str, dtype: str, per_device: int, height: int, width: int, adv
     mfu = (step_flops / median / (peak_flops * mesh.devices.size)) if peak_flops and flops else None
     return dict(step="hrgan" if adversarial else "hrnet", dtype=dtype, batch=global_batch,
                 ms=median * 1e3, ips=global_batch / median, gflop_per_image=step_flops / global_batch / 1e9,
+                gb_per_image=bytes_accessed * mesh.devices.size / global_batch / 1e9,
                 mfu=mfu, program=program, program_per_image=(program or 0) / per_device,
                 peak=peak, peak_kind=peak_kind, finite=bool(np.asarray(metrics["finite"]) > 0))
 
@@ -131,7 +133,7 @@ def main(argv=None) -> None:
     print(f"HRNet-{args.preset.upper()} train step, {args.height}x{args.width}, "
           f"{args.batch} per device, median of {args.iters}")
     header = (f"{'step':<6} {'dtype':<9} {'batch':>5} {'ms/step':>9} {'images/s':>9} "
-              f"{'GFLOP/img':>9} {'MFU':>6} {'program mem':>12} {'per image':>10}  peak mem")
+              f"{'GFLOP/img':>9} {'GB/img':>7} {'MFU':>6} {'program mem':>12} {'per image':>10}  peak mem")
     print(header)
     print("-" * len(header))
     for which in args.steps.split(","):
@@ -140,7 +142,7 @@ def main(argv=None) -> None:
                       which.strip() == "hrgan", args.iters, args.warmup)
             mfu = "-" if r["mfu"] is None else f"{100 * r['mfu']:.1f}%"
             print(f"{r['step']:<6} {r['dtype']:<9} {r['batch']:>5} {r['ms']:>9.1f} {r['ips']:>9.1f} "
-                  f"{r['gflop_per_image']:>9.1f} {mfu:>6} {_mib(r['program']):>12} "
+                  f"{r['gflop_per_image']:>9.2f} {r['gb_per_image']:>7.3f} {mfu:>6} {_mib(r['program']):>12} "
                   f"{_mib(r['program_per_image']):>10}  {_mib(r['peak'])} ({r['peak_kind']})"
                   + ("" if r["finite"] else "  NON-FINITE"), flush=True)
 

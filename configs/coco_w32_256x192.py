@@ -20,4 +20,13 @@ def get_config(variant: str = "hrgan"):
     config.data.image_size = (192, 256)
     config.data.heatmap_size = (48, 64)
     config.train.batch_size = 64
-    return default.apply_variant(config, variant)
+    # bfloat16 convolutions; parameters, BatchNorm statistics, losses and optimiser
+    # states stay float32.  --config.model.dtype=float32 for float32 compute (on
+    # NVIDIA GPUs XLA then runs convolutions and matmuls in TF32 unless
+    # JAX_DEFAULT_MATMUL_PRECISION=highest is set).
+    config.model.dtype = "bfloat16"
+    config = default.apply_variant(config, variant)
+    # BatchNorm statistics per 16 images, as the public code's DataParallel (16 per GPU):
+    # no communication between devices in BatchNorm; 0 = synchronised over the batch.
+    config.model.bn_group = 32 if variant == "hrnet" else 16  # HRNet's own runs: 32 per GPU
+    return config

@@ -27,7 +27,10 @@ def get_config(preset: str = "w32") -> ConfigDict:
     # official MODEL.EXTRA's, lower case: num_joints, final_conv_kernel (1 or 3),
     # stage2..stage4 (num_modules, num_branches, block, num_blocks, num_channels,
     # fuse_method), pretrained_layers, dtype (float32 | bfloat16 compute), kernel_init
-    # (official: N(0, 0.001) as init_weights; he: He-normal, for short runs from scratch).
+    # (official: N(0, 0.001) as init_weights; he: He-normal, for short runs from scratch),
+    # bn_group (images per train-mode BatchNorm statistics group, dividing the per-device
+    # batch: no communication in BatchNorm; 0 = the whole batch, synchronised; the COCO
+    # and MPII configs use the public code's per-GPU 16 and 8).
     config.model = hrnet_config(preset or "w32", num_joints=17)
     config.model.init = ""  # G's initial weights: '' (N(0,0.001)), or an official .pth/.safetensors/.npz
     config.model.init_full = False  # True: load every key of model.init (a full pose model), strictly

@@ -18,4 +18,13 @@ def get_config(variant: str = "hrgan"):
     config.data.rotation_factor = 30.0
     config.data.half_body_prob = 0.0  # the official MPII config never uses half-body
     config.train.batch_size = 32  # 8 per GPU x 4 in the public code
-    return default.apply_variant(config, variant)
+    # bfloat16 convolutions; parameters, BatchNorm statistics, losses and optimiser
+    # states stay float32.  --config.model.dtype=float32 for float32 compute (on
+    # NVIDIA GPUs XLA then runs convolutions and matmuls in TF32 unless
+    # JAX_DEFAULT_MATMUL_PRECISION=highest is set).
+    config.model.dtype = "bfloat16"
+    config = default.apply_variant(config, variant)
+    # BatchNorm statistics per 8 images, as the public code's DataParallel (8 per GPU):
+    # no communication between devices in BatchNorm; 0 = synchronised over the batch.
+    config.model.bn_group = 32 if variant == "hrnet" else 8  # HRNet's own runs: 32 per GPU
+    return config

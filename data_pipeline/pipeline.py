@@ -112,6 +112,8 @@ def _options(data_cfg) -> tf.data.Options:
     opts = tf.data.Options()
     opts.deterministic = True
     opts.experimental_optimization.map_parallelization = True
+    # At most all cores but one: the thread that launches the train step keeps a core.
+    opts.threading.private_threadpool_size = max(1, len(os.sched_getaffinity(0)) - 1)
     return opts
 
 
@@ -282,7 +284,6 @@ def train(data_cfg, *, num_joints: int, global_batch: int, seed: int, process_in
     src = _source(data_cfg, split_names(data_cfg)[0], num_joints=num_joints, training=True)
     info = DatasetInfo(src.num_records, global_batch)
     _check_fills_a_batch(src, global_batch)
-    spe = info.steps_per_epoch
     n = src.num_records
     seed_t = tf.constant(int(seed), tf.int64)
 

@@ -1,9 +1,9 @@
 """One HRGAN training iteration, in the public code's order (SPEC: One training iteration).
 
     1. G forward (train mode) -> H_hat, content loss (eq. 2).  G's VJP is taken once.
-    2. D on (x_s, H) and, separately, on (x_s, stop_gradient(H_hat)): L_real, L_fake
-       (eq. 4), each pass with its own batch statistics, D's running statistics updated
-       by each pass in turn; one optimiser step on L_D = L_real - k_t L_fake.
+    2. D on (x_s, H) and on (x_s, stop_gradient(H_hat)), one call on 2B images: L_real,
+       L_fake (eq. 4), each pass with its own batch statistics, D's running statistics
+       updated by each pass in turn; one optimiser step on L_D = L_real - k_t L_fake.
     3. The *updated* D on (x_s, H_hat): L_adv (eq. 3); d(L_content + beta_G L_adv)/dH_hat
        is pulled back through G's VJP; one optimiser step for G.
     4. k_{t+1} = clip(k_t + lambda_k (gamma L_real - L_fake), 0, 1) (eq. 5).
@@ -11,8 +11,10 @@
 With ``config.adversarial.enabled`` False the step is HRNet's: content loss only, D
 and k_t untouched.  Everything here is a pure function of (state, batch): the trainer
 jits it with the mesh's shardings, and the same code runs on one device or a pod.
-Batch statistics are over the global batch (synchronised BatchNorm), so the result
-does not depend on how many devices share the batch.
+Train-mode BatchNorm statistics are over groups of ``config.model.bn_group`` images
+(0: the global batch, synchronised BatchNorm); either way the result does not depend
+on how many devices share the batch, and with groups that divide the per-device batch
+BatchNorm needs no communication between devices.
 """
 from __future__ import annotations
 
@@ -44,8 +46,13 @@ def _tree_select(pred: jax.Array, on_true, on_false):
 
 def make_train_step(config: ml_collections.ConfigDict, g_tx: optax.GradientTransformation,
                     d_tx: optax.GradientTransformation, g_lr: optax.Schedule,
-                    d_lr: optax.Schedule) -> Callable[[GANState, dict], tuple[GANState, dict]]:
+                    d_lr: optax.Schedule, *, batched_d: bool = True
+                    ) -> Callable[[GANState, dict], tuple[GANState, dict]]:
     """``train_step(state, batch) -> (state, metrics)`` for this config.
+
+    batched_d: D's real and fake passes as one call on 2B images (per-pass statistics);
+    False runs them as two calls, the public code's way (the same step to float32
+    rounding; kept to test and measure that).
 
     batch: ``image`` uint8 (B, H, W, 3), ``joints`` float32 (B, J, 2) in input pixels,
     ``joints_vis`` (B, J).  metrics: float32 scalars.  A step whose losses or gradients
@@ -55,6 +62,7 @@ def make_train_step(config: ml_collections.ConfigDict, g_tx: optax.GradientTrans
     """
     generator = models.generator(config.model)
     discriminator = models.discriminator(config.model)
+    d_spec = models.validate(config.model)
     data, adv = config.data, config.adversarial
     image_size, heatmap_size = tuple(data.image_size), tuple(data.heatmap_size)
     sigma = float(data.sigma)
@@ -80,6 +88,7 @@ def make_train_step(config: ml_collections.ConfigDict, g_tx: optax.GradientTrans
         new = dict(g_stats=g_stats)
 
         if enabled:
+            batch_size = images.shape[0]
             x_s = resize_to_heatmap(images, h_hat.shape[1:3])
 
             def d_apply(params, stats, heatmaps):
@@ -88,12 +97,35 @@ def make_train_step(config: ml_collections.ConfigDict, g_tx: optax.GradientTrans
                                                train=True, mutable=["batch_stats"])
                 return out, upd["batch_stats"]
 
+            # Both passes as one call on 2B: rows interleaved group by group (real group
+            # 0, fake group 0, real group 1, ...), so with bn_group dividing the per-device
+            # batch every device keeps its own rows; each pass has its own statistics and
+            # the running statistics take real, then fake (passes=2, hrnet.Norm).
+            size = d_spec.bn_group or batch_size
+
+            def interleave(a, b):
+                a = a.reshape((-1, size) + a.shape[1:])
+                b = b.reshape((-1, size) + b.shape[1:])
+                return jnp.stack([a, b], axis=1).reshape((2 * batch_size,) + a.shape[2:])
+
+            def d_apply_pair(params, stats, real, fake):
+                inputs = interleave(jnp.concatenate([x_s, real], axis=-1),
+                                    jnp.concatenate([x_s, fake], axis=-1))
+                out, upd = discriminator.apply({"params": params, "batch_stats": stats}, inputs,
+                                               train=True, passes=2, mutable=["batch_stats"])
+                out = out.reshape((-1, 2, size) + out.shape[1:])
+                return (out[:, 0].reshape(real.shape), out[:, 1].reshape(fake.shape),
+                        upd["batch_stats"])
+
             # 2. D step on real and detached fake; running statistics updated in turn.
             fake = jax.lax.stop_gradient(h_hat)
 
             def d_loss_fn(params):
-                real_out, stats = d_apply(params, state.d_stats, targets)
-                fake_out, stats = d_apply(params, stats, fake)
+                if batched_d:
+                    real_out, fake_out, stats = d_apply_pair(params, state.d_stats, targets, fake)
+                else:
+                    real_out, stats = d_apply(params, state.d_stats, targets)
+                    fake_out, stats = d_apply(params, stats, fake)
                 l_real = losses.reconstruction_error(real_out, targets, d_weight)
                 l_fake = losses.reconstruction_error(fake_out, fake, d_weight)
                 l_d = losses.discriminator_loss(l_real, l_fake, state.k, equilibrium)

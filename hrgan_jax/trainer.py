@@ -182,7 +182,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     # ---- what can be checked in seconds, before anything is built or written ----------
     mesh = parallel.make_mesh(devices)
     global_batch = int(config.train.batch_size)
-    parallel.check_batch_size(global_batch, mesh)
+    parallel.check_batch_size(global_batch, mesh, int(config.model.get("bn_group", 0)))
     num_joints = int(config.model.num_joints)
     steps_per_epoch = pipeline.steps_per_epoch(config.data, global_batch, num_joints=num_joints)
     if evaluator is None and config.eval.every_epochs >= 0:
@@ -241,6 +241,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     batches = pipeline.train(config.data, num_joints=num_joints, global_batch=global_batch,
                              seed=int(config.seed), process_index=jax.process_index(),
                              process_count=jax.process_count(), start_step=start)
+    device_batches = parallel.prefetch_to_mesh(batches, mesh)  # next batch's transfer overlaps the step
     history_path = os.path.join(workdir, "metrics.jsonl")
     log_every = max(1, int(config.train.log_every))
     eval_every = steps_per_epoch * int(config.eval.every_epochs)  # <= 0: only at the end
@@ -272,7 +273,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
         try:
             while step < total:
                 with jax.profiler.StepTraceAnnotation("train", step_num=step):
-                    batch = parallel.global_batch(next(batches), mesh)
+                    batch = next(device_batches)
                     if step == start:  # compile first, then start every process's collectives together
                         jit_step = jit_step.lower(state, batch).compile()
                         parallel.barrier("train_step_compiled")

@@ -99,3 +99,68 @@ def test_non_finite_step_leaves_the_state_unchanged():
     for field in ("g_params", "g_stats", "g_opt", "d_params", "d_stats", "d_opt"):
         np.testing.assert_array_equal(_leaves(getattr(state, field)), _leaves(getattr(initial, field)))
     assert float(state.k) == float(initial.k)
+
+
+def test_batched_d_pass_equals_two_calls():
+    """D's real and fake passes as one call on 2B (per-pass statistics, running statistics
+    real then fake) is the public code's two calls, to float32 rounding."""
+    config, _, initial = _setup(True)
+    g_tx, d_tx, g_lr, d_lr = state_lib.optimizers(config, steps_per_epoch=2)
+    two_calls = jax.jit(step_lib.make_train_step(config, g_tx, d_tx, g_lr, d_lr, batched_d=False))
+    state, metrics = two_calls(initial, random_batch(0))
+    state, metrics = jax.device_get((state, metrics))
+    (batched, (m1,)) = _run(1, steps=1)
+    for name in metrics:
+        np.testing.assert_allclose(m1[name], metrics[name], rtol=1e-5, err_msg=name)
+    for field in ("d_params", "d_stats", "d_opt", "g_stats"):
+        err = relative_error(_leaves(getattr(batched, field)), _leaves(getattr(state, field)))
+        assert err < 1e-5, (field, err)
+    # G's RMSprop moments square its gradient (rounding doubles); see the 1-vs-8 test
+    assert relative_error(_leaves(batched.g_opt), _leaves(state.g_opt)) < 1e-4
+    assert relative_error(_leaves(batched.g_params), _leaves(state.g_params)) < 2e-4
+
+
+def _count_all_reduces(hlo_text: str) -> int:
+    import re
+    return len(re.findall(r"\ball-reduce(?:-start)?\(", hlo_text))
+
+
+@pytest.mark.slow  # two compilations of the GAN step (1 and 8 devices): minutes on a 2-core CPU
+@pytest.mark.skipif(jax.device_count() < 8, reason="needs 8 (fake CPU) devices")
+def test_grouped_batchnorm_needs_no_communication_and_ignores_the_device_count():
+    """Issue 13: tiny preset, 128x96, 4 images per device on 8 devices, bn_group 4: at most
+    24 all-reduces in the compiled step (991 with synchronised BatchNorm), and the same
+    step as on one device."""
+    config = tiny_train_config(**{"model.bn_group": 4, "train.batch_size": 32,
+                                  "data.image_size": (96, 128), "data.heatmap_size": (24, 32)})
+    g_tx, d_tx, g_lr, d_lr = state_lib.optimizers(config, steps_per_epoch=2)
+    initial = trained_scale_start(config, g_tx, d_tx)
+    train_step = step_lib.make_train_step(config, g_tx, d_tx, g_lr, d_lr)
+    batch = random_batch(0, batch=32, size=(96, 128))
+    results = {}
+    for n in (8, 1):
+        mesh = parallel.make_mesh(jax.devices()[:n])
+        rep = parallel.replicated(mesh)
+        parallel.check_batch_size(32, mesh, 4)
+        state = parallel.replicate(initial, mesh)
+        on_mesh = parallel.global_batch(batch, mesh)
+        compiled = jax.jit(train_step, in_shardings=(rep, parallel.data_sharded(mesh)),
+                           out_shardings=(rep, rep)).lower(state, on_mesh).compile()
+        if n == 8:
+            count = _count_all_reduces(compiled.as_text())
+            assert count <= 24, count
+        results[n] = jax.device_get(compiled(state, on_mesh))
+    (one, m1), (eight, m8) = results[1], results[8]
+    for name in m1:
+        np.testing.assert_allclose(m8[name], m1[name], rtol=1e-5, err_msg=name)
+    for field in ("g_stats", "d_params", "d_stats", "d_opt", "g_opt"):
+        err = relative_error(_leaves(getattr(eight, field)), _leaves(getattr(one, field)))
+        assert err < 1e-5, (field, err)
+    assert relative_error(_leaves(eight.g_params), _leaves(one.g_params)) < 2e-4
+
+
+def test_bn_group_must_divide_the_per_device_batch():
+    mesh = parallel.make_mesh(jax.devices()[:2])
+    assert parallel.check_batch_size(16, mesh, 4) == 16
+    with pytest.raises(ValueError, match="bn_group = 3 does not divide the per-device batch 8"):
+        parallel.check_batch_size(16, mesh, 3)

@@ -3,8 +3,8 @@
 A network config holds the stage layout (``stage1``, the single-branch ``layer1``;
 ``stage2``..``stage4``: modules, branches, block type, blocks per branch, channels per
 branch), the head's kernel size, the
-number of joints, the layers an ImageNet checkpoint initialises, and the compute
-dtype.  Field names are the official yaml names in lower case, so
+number of joints, the layers an ImageNet checkpoint initialises, the compute
+dtype, and the images per train-mode BatchNorm statistics group (``bn_group``).  Field names are the official yaml names in lower case, so
 ``--config.model.stage4.num_channels=(48,96,192,384)`` reads like the yaml.
 """
 from __future__ import annotations
@@ -76,6 +76,9 @@ def hrnet_config(name: str = "w32", num_joints: int = 17, *, final_conv_kernel: 
     cfg.pretrained_layers = IMAGENET_LAYERS
     cfg.dtype = dtype
     cfg.kernel_init = "official"
+    # Train-mode BatchNorm statistics over groups of this many images (0: the whole,
+    # synchronised batch); see hrnet.Norm.  The public code's DataParallel: per GPU.
+    cfg.bn_group = 0
     validate(cfg)
     return cfg
 
@@ -120,6 +123,7 @@ def config_from_official(extra: Mapping[str, Any], num_joints: int, *,
         cfg[stage] = ml_collections.ConfigDict(d)
     cfg.pretrained_layers = tuple(extra.get("PRETRAINED_LAYERS", IMAGENET_LAYERS))
     cfg.dtype = dtype
+    cfg.bn_group = 0
     validate(cfg)
     return cfg
 
@@ -136,13 +140,15 @@ class StageSpec:
 class NetSpec:
     """The hashable, validated form of a network config that the modules take.
 
-    stages: stage2..stage4; stage1: layer1 (one branch, one module)."""
+    stages: stage2..stage4; stage1: layer1 (one branch, one module); bn_group: images
+    per train-mode BatchNorm statistics group, 0 for the whole batch (hrnet.Norm)."""
     stages: tuple[StageSpec, ...]
     num_joints: int
     final_conv_kernel: int
     dtype: str
     stage1: StageSpec = StageSpec(1, "BOTTLENECK", (4,), (64,))
     kernel_init: str = "official"
+    bn_group: int = 0
 
 
 def validate(cfg: ml_collections.ConfigDict) -> NetSpec:
@@ -158,6 +164,10 @@ def validate(cfg: ml_collections.ConfigDict) -> NetSpec:
         fail("dtype", f"must be one of {DTYPES}, got {cfg.get('dtype')!r}")
     if cfg.get("kernel_init", "official") not in KERNEL_INITS:
         fail("kernel_init", f"must be one of {KERNEL_INITS}, got {cfg.get('kernel_init')!r}")
+    bn_group = cfg.get("bn_group", 0)
+    if not isinstance(bn_group, int) or isinstance(bn_group, bool) or bn_group < 0:
+        fail("bn_group", f"must be an int >= 0 (images per BatchNorm statistics group; 0: the "
+                         f"whole batch), got {bn_group!r}")
     stages = []
     prev_branches = 1
     stage1 = None
@@ -194,4 +204,4 @@ def validate(cfg: ml_collections.ConfigDict) -> NetSpec:
         prev_branches = nb
         stages.append(spec)
     return NetSpec(tuple(stages), cfg.num_joints, cfg.final_conv_kernel, cfg.dtype, stage1,
-                   cfg.get("kernel_init", "official"))
+                   cfg.get("kernel_init", "official"), bn_group)

@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 
 from hrgan_jax.models.config import NetSpec
-from hrgan_jax.models.hrnet import conv, high_resolution_trunk
+from hrgan_jax.models.hrnet import Norm, conv, high_resolution_trunk
 
 # PyTorch's default Conv2d init, kaiming_uniform(a=sqrt(5)): U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
 torch_default_kernel_init = nn.initializers.variance_scaling(1.0 / 3.0, "fan_in", "uniform")
@@ -46,18 +46,24 @@ def discriminator_input(images: jax.Array, heatmaps: jax.Array) -> jax.Array:
 
 
 class HRDiscriminator(nn.Module):
-    """inputs (B, h, w, 3 + J) from ``discriminator_input`` -> reconstruction (B, h, w, J) float32."""
+    """inputs (B, h, w, 3 + J) from ``discriminator_input`` -> reconstruction (B, h, w, J) float32.
+
+    passes: the batch holds this many independent passes interleaved in groups of
+    ``spec.bn_group`` images (with bn_group 0: consecutive equal parts), each with its
+    own train-mode BatchNorm statistics; see ``hrnet.Norm``.  The train step runs D on
+    the real and the fake heatmaps as one call with passes=2.
+    """
     spec: NetSpec
 
     @nn.compact
-    def __call__(self, inputs: jax.Array, train: bool = False) -> jax.Array:
+    def __call__(self, inputs: jax.Array, train: bool = False, passes: int = 1) -> jax.Array:
         j = self.spec.num_joints
         if inputs.shape[-1] != 3 + j:
             raise ValueError(f"discriminator input has {inputs.shape[-1]} channels; expected "
                              f"3 + num_joints = {3 + j} (use discriminator_input)")
         dtype = jnp.dtype(self.spec.dtype)
         x = high_resolution_trunk(inputs.astype(dtype), self.spec, train, dtype,
-                                  torch_default_kernel_init)
+                                  torch_default_kernel_init, Norm(self.spec.bn_group, passes))
         fan_in = x.shape[-1]
         x = conv(j, 1, 1, "final_layer", dtype, torch_default_kernel_init, use_bias=True,
                  bias_init=torch_default_bias_init(fan_in))(x)

@@ -10,6 +10,8 @@ the convolutions (bfloat16 for speed).  Normalisation always runs in float32.
 """
 from __future__ import annotations
 
+import dataclasses
+import functools
 from typing import Any, Callable, Sequence
 
 import flax.linen as nn
@@ -29,15 +31,119 @@ BN_MOMENTUM = 0.1  # PyTorch convention: new = (1 - m) * old + m * batch
 BN_EPS = 1e-5
 
 
-class BatchNorm(nn.Module):
-    """PyTorch BatchNorm2d semantics over NHWC.
+@dataclasses.dataclass(frozen=True)
+class Norm:
+    """How train-mode BatchNorm groups the batch for its statistics.
 
-    Train mode normalises with the biased batch variance and updates the running
+    group: images per statistics group; 0: the whole batch (synchronised BatchNorm:
+      under jit with the batch sharded, every BatchNorm reduces across devices).  With
+      a group that divides the per-device batch each group lies on one device, so the
+      forward and backward need no communication and the result does not depend on the
+      device count.
+    passes: the batch holds this many independent passes interleaved group by group
+      (group k belongs to pass k % passes; with group 0 the batch is ``passes`` equal
+      consecutive parts).  Each pass is normalised on its own, and the running
+      statistics take the passes in turn, as separate calls would (D's real and fake
+      passes in one call).
+    """
+    group: int = 0
+    passes: int = 1
+
+    def group_size(self, batch: int) -> int:
+        """Images per group for a batch of ``batch``; ValueError if it does not split."""
+        if self.group < 0 or self.passes < 1:
+            raise ValueError(f"BatchNorm group must be >= 0 and passes >= 1, got {self}")
+        size = self.group or batch // self.passes
+        if size < 1 or batch % (size * self.passes):
+            what = (f"model.bn_group = {self.group}" if self.group
+                    else f"{self.passes} passes")
+            raise ValueError(f"BatchNorm: a batch of {batch} images does not split into "
+                             f"groups for {what}; use a batch that is a multiple of "
+                             f"{(self.group or 1) * self.passes}")
+        return size
+
+
+GLOBAL = Norm()
+
+
+def _grouped(x: jax.Array, size: int) -> jax.Array:
+    """(B, H, W, C) -> (B // size, size, H, W, C): only the batch axis is split, so a batch
+    sharded over devices in multiples of ``size`` stays where it is."""
+    return x.reshape((x.shape[0] // size, size) + x.shape[1:])
+
+
+_AXES = (1, 2, 3)  # reduced axes of a grouped (G, size, H, W, C) array
+
+
+def _bn_forward(x, scale, bias, size):
+    xg = _grouped(x, size).astype(jnp.float32)
+    n = xg.shape[1] * xg.shape[2] * xg.shape[3]
+    # One read of x for both moments, shifted by one sample of each group and channel
+    # (its value is near the mean), so s2 / n - m1^2 does not cancel catastrophically
+    # when |mean| >> std.
+    shift = jax.lax.stop_gradient(xg[:, 0, 0, 0, :])
+    d = xg - shift[:, None, None, None, :]
+    m1 = jnp.sum(d, _AXES) / n
+    m2 = jnp.sum(jnp.square(d), _AXES) / n
+    mean = shift + m1
+    var = jnp.maximum(m2 - jnp.square(m1), 0.0)
+    rstd = jax.lax.rsqrt(var + BN_EPS)
+    a = (scale * rstd)[:, None, None, None, :]
+    y = (xg - mean[:, None, None, None, :]) * a + bias
+    return y.reshape(x.shape).astype(x.dtype), mean, var, rstd
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
+def batch_norm_train(x: jax.Array, scale: jax.Array, bias: jax.Array,
+                     size: int) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """Train-mode BatchNorm over groups of ``size`` images: (y, mean, var).
+
+    x: (B, H, W, C) in the compute dtype; scale, bias: (C,) float32.  y: like x;
+    mean, var: (B // size, C) float32, each group's mean and biased variance.
+    Statistics are accumulated in float32 in one pass over x; the backward is the
+    closed form (a custom VJP: one pass for the two sums it needs, one for dx) instead
+    of autodiff through the reductions.  mean and var are constants to autodiff (they
+    only feed the running averages): their cotangents are ignored.
+    """
+    y, mean, var, _ = _bn_forward(x, scale, bias, size)
+    return y, mean, var
+
+
+def _bn_fwd(x, scale, bias, size):
+    y, mean, var, rstd = _bn_forward(x, scale, bias, size)
+    return (y, mean, var), (x, scale, mean, rstd)
+
+
+def _bn_bwd(size, residuals, cotangents):
+    x, scale, mean, rstd = residuals
+    dy = cotangents[0]
+    xg = _grouped(x, size).astype(jnp.float32)
+    dyg = _grouped(dy, size).astype(jnp.float32)
+    n = xg.shape[1] * xg.shape[2] * xg.shape[3]
+    xhat = (xg - mean[:, None, None, None, :]) * rstd[:, None, None, None, :]
+    sum_dy = jnp.sum(dyg, _AXES)  # (G, C)
+    sum_dy_xhat = jnp.sum(dyg * xhat, _AXES)
+    k = (scale * rstd)[:, None, None, None, :]
+    dx = k * (dyg - (sum_dy[:, None, None, None, :] + xhat * sum_dy_xhat[:, None, None, None, :]) / n)
+    return dx.reshape(x.shape).astype(x.dtype), jnp.sum(sum_dy_xhat, 0), jnp.sum(sum_dy, 0)
+
+
+batch_norm_train.defvjp(_bn_fwd, _bn_bwd)
+
+
+class BatchNorm(nn.Module):
+    """PyTorch BatchNorm2d semantics over NHWC, statistics over groups (``norm``).
+
+    Train mode normalises each group with its biased variance and updates the running
     variance with the *unbiased* one, as PyTorch does (flax.linen.BatchNorm uses the
-    biased one).  Under jit with a batch sharded across devices the statistics are
-    those of the global batch.
+    biased one).  Running statistics: the average over a pass's groups of their means
+    and of their unbiased variances (DataParallel keeps the first replica's instead:
+    the average estimates the same quantities with less noise, and does not depend on
+    which device is first); with ``norm.passes`` > 1 each pass updates them in turn.
+    With one group (``norm.group`` 0) this is exactly PyTorch's update.
     """
     dtype: Any = jnp.float32
+    norm: Norm = GLOBAL
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool) -> jax.Array:
@@ -46,20 +152,25 @@ class BatchNorm(nn.Module):
         bias = self.param("bias", nn.initializers.zeros, (c,), jnp.float32)
         ra_mean = self.variable("batch_stats", "mean", lambda: jnp.zeros((c,), jnp.float32))
         ra_var = self.variable("batch_stats", "var", lambda: jnp.ones((c,), jnp.float32))
-        xf = x.astype(jnp.float32)
-        if train:
-            axes = tuple(range(x.ndim - 1))
-            mean = jnp.mean(xf, axis=axes)
-            var = jnp.mean(jnp.square(xf - mean), axis=axes)
-            if not self.is_initializing():
-                n = x.size // c
-                unbiased = var * (n / max(n - 1, 1))
-                ra_mean.value = (1 - BN_MOMENTUM) * ra_mean.value + BN_MOMENTUM * mean
-                ra_var.value = (1 - BN_MOMENTUM) * ra_var.value + BN_MOMENTUM * unbiased
-        else:
-            mean, var = ra_mean.value, ra_var.value
-        y = (xf - mean) * (scale * jax.lax.rsqrt(var + BN_EPS)) + bias
-        return y.astype(self.dtype)
+        x = x.astype(self.dtype)
+        if not train:
+            a = scale * jax.lax.rsqrt(ra_var.value + BN_EPS)
+            y = (x.astype(jnp.float32) - ra_mean.value) * a + bias
+            return y.astype(self.dtype)
+        size = self.norm.group_size(x.shape[0])
+        y, mean, var = batch_norm_train(x, scale, bias, size)
+        if not self.is_initializing():
+            n = size * x.shape[1] * x.shape[2]
+            unbiased = var * (n / max(n - 1, 1))
+            p = self.norm.passes
+            mean = jnp.mean(mean.reshape(-1, p, c), axis=0)
+            unbiased = jnp.mean(unbiased.reshape(-1, p, c), axis=0)
+            m, v = ra_mean.value, ra_var.value
+            for k in range(p):
+                m = (1 - BN_MOMENTUM) * m + BN_MOMENTUM * mean[k]
+                v = (1 - BN_MOMENTUM) * v + BN_MOMENTUM * unbiased[k]
+            ra_mean.value, ra_var.value = m, v
+        return y
 
 
 def conv(features: int, kernel: int, stride: int, name: str, dtype: Any,
@@ -78,12 +189,13 @@ class BasicBlock(nn.Module):
     downsample: bool = False
     dtype: Any = jnp.float32
     kernel_init: Initializer = hrnet_kernel_init
+    norm: Norm = GLOBAL
     expansion = 1
 
     @nn.compact
     def __call__(self, x, train):
         c = dict(dtype=self.dtype, kernel_init=self.kernel_init)
-        bn = lambda name: BatchNorm(self.dtype, name=name)  # noqa: E731
+        bn = lambda name: BatchNorm(self.dtype, self.norm, name=name)  # noqa: E731
         y = nn.relu(bn("bn1")(conv(self.planes, 3, self.stride, "conv1", **c)(x), train))
         y = bn("bn2")(conv(self.planes, 3, 1, "conv2", **c)(y), train)
         if self.downsample:
@@ -97,12 +209,13 @@ class Bottleneck(nn.Module):
     downsample: bool = False
     dtype: Any = jnp.float32
     kernel_init: Initializer = hrnet_kernel_init
+    norm: Norm = GLOBAL
     expansion = 4
 
     @nn.compact
     def __call__(self, x, train):
         c = dict(dtype=self.dtype, kernel_init=self.kernel_init)
-        bn = lambda name: BatchNorm(self.dtype, name=name)  # noqa: E731
+        bn = lambda name: BatchNorm(self.dtype, self.norm, name=name)  # noqa: E731
         out = self.planes * self.expansion
         y = nn.relu(bn("bn1")(conv(self.planes, 1, 1, "conv1", **c)(x), train))
         y = nn.relu(bn("bn2")(conv(self.planes, 3, self.stride, "conv2", **c)(y), train))
@@ -136,11 +249,12 @@ class HighResolutionModule(nn.Module):
     multi_scale_output: bool = True
     dtype: Any = jnp.float32
     kernel_init: Initializer = hrnet_kernel_init
+    norm: Norm = GLOBAL
 
     @nn.compact
     def __call__(self, xs: Sequence[jax.Array], train: bool) -> list[jax.Array]:
         block = BLOCKS[self.block]
-        kw = dict(dtype=self.dtype, kernel_init=self.kernel_init)
+        kw = dict(dtype=self.dtype, kernel_init=self.kernel_init, norm=self.norm)
         n = len(self.num_channels)
         out_ch = [c * block.expansion for c in self.num_channels]
         xs = list(xs)
@@ -153,8 +267,9 @@ class HighResolutionModule(nn.Module):
             return xs
 
         def bn(name):
-            return BatchNorm(self.dtype, name=name)
+            return BatchNorm(self.dtype, self.norm, name=name)
 
+        ckw = dict(dtype=self.dtype, kernel_init=self.kernel_init)
         fused = []
         for i in range(n if self.multi_scale_output else 1):
             y = None
@@ -162,12 +277,12 @@ class HighResolutionModule(nn.Module):
                 z = xs[j]
                 pre = f"fuse_layers.{i}.{j}"
                 if j > i:
-                    z = bn(f"{pre}.1")(conv(out_ch[i], 1, 1, f"{pre}.0", **kw)(z), train)
+                    z = bn(f"{pre}.1")(conv(out_ch[i], 1, 1, f"{pre}.0", **ckw)(z), train)
                     z = upsample_nearest(z, 2 ** (j - i))
                 elif j < i:
                     for k in range(i - j):
                         last = k == i - j - 1
-                        z = conv(out_ch[i] if last else out_ch[j], 3, 2, f"{pre}.{k}.0", **kw)(z)
+                        z = conv(out_ch[i] if last else out_ch[j], 3, 2, f"{pre}.{k}.0", **ckw)(z)
                         z = bn(f"{pre}.{k}.1")(z, train)
                         if not last:
                             z = nn.relu(z)
@@ -177,7 +292,8 @@ class HighResolutionModule(nn.Module):
 
 
 def transition(xs: Sequence[jax.Array], pre: Sequence[int], cur: Sequence[int], name: str,
-               train: bool, dtype: Any, kernel_init: Initializer) -> list[jax.Array]:
+               train: bool, dtype: Any, kernel_init: Initializer,
+               norm: Norm = GLOBAL) -> list[jax.Array]:
     """Between stages: re-width changed branches (conv3x3 s1), open new ones from the last.
 
     A new branch is opened from the lowest-resolution input, as in the official code.
@@ -193,24 +309,24 @@ def transition(xs: Sequence[jax.Array], pre: Sequence[int], cur: Sequence[int], 
             y = xs[i]
             if c != pre[i]:
                 y = conv(c, 3, 1, f"{name}.{i}.0", **kw)(y)
-                y = nn.relu(BatchNorm(dtype, name=f"{name}.{i}.1")(y, train))
+                y = nn.relu(BatchNorm(dtype, norm, name=f"{name}.{i}.1")(y, train))
         else:
             y = xs[-1]
             steps = i + 1 - len(pre)
             for k in range(steps):
                 y = conv(c if k == steps - 1 else pre[-1], 3, 2, f"{name}.{i}.{k}.0", **kw)(y)
-                y = nn.relu(BatchNorm(dtype, name=f"{name}.{i}.{k}.1")(y, train))
+                y = nn.relu(BatchNorm(dtype, norm, name=f"{name}.{i}.{k}.1")(y, train))
         out.append(y)
     return out
 
 
 def high_resolution_trunk(x: jax.Array, spec: NetSpec, train: bool, dtype: Any,
-                          kernel_init: Initializer) -> jax.Array:
+                          kernel_init: Initializer, norm: Norm = GLOBAL) -> jax.Array:
     """layer1 (``spec.stage1``; officially 4 Bottlenecks of 64 planes), then
     transition/stage 2..4; returns the highest-resolution branch.  Shared by generator
     and discriminator; creates its submodules in the calling module's compact scope.
     """
-    kw = dict(dtype=dtype, kernel_init=kernel_init)
+    kw = dict(dtype=dtype, kernel_init=kernel_init, norm=norm)
     block, planes = BLOCKS[spec.stage1.block], spec.stage1.num_channels[0]
     width = planes * block.expansion
     for k in range(spec.stage1.num_blocks[0]):
@@ -238,10 +354,11 @@ class PoseHighResolutionNet(nn.Module):
     def __call__(self, images: jax.Array, train: bool = False) -> jax.Array:
         dtype = jnp.dtype(self.spec.dtype)
         kw = dict(dtype=dtype, kernel_init=KERNEL_INITS[self.spec.kernel_init])
+        norm = Norm(self.spec.bn_group)
         x = images.astype(dtype)
-        x = nn.relu(BatchNorm(dtype, name="bn1")(conv(64, 3, 2, "conv1", **kw)(x), train))
-        x = nn.relu(BatchNorm(dtype, name="bn2")(conv(64, 3, 2, "conv2", **kw)(x), train))
-        x = high_resolution_trunk(x, self.spec, train, **kw)
+        x = nn.relu(BatchNorm(dtype, norm, name="bn1")(conv(64, 3, 2, "conv1", **kw)(x), train))
+        x = nn.relu(BatchNorm(dtype, norm, name="bn2")(conv(64, 3, 2, "conv2", **kw)(x), train))
+        x = high_resolution_trunk(x, self.spec, train, norm=norm, **kw)
         # The head keeps N(0, 0.001) under either init: heatmaps start near zero.
         x = conv(self.spec.num_joints, self.spec.final_conv_kernel, 1, "final_layer",
                  use_bias=True, dtype=dtype, kernel_init=hrnet_kernel_init)(x)
