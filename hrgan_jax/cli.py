@@ -9,7 +9,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from hrgan_jax import models, weights
+from hrgan_jax import inference, models, weights
 
 
 def synth(config: ml_collections.ConfigDict) -> dict:
@@ -53,61 +53,11 @@ def check(config: ml_collections.ConfigDict, net: str, weights_path: str) -> int
     return 0
 
 
-def _checkpoint_step(ckpt, which: str) -> int:
-    step = ckpt.best_step() if which == "best" else None
-    step = ckpt.latest_step() if step is None else step
-    if step is None:
-        raise FileNotFoundError(f"no complete checkpoint in {ckpt.directory}")
-    return step
-
-
-def restore_generator(config: ml_collections.ConfigDict, workdir: str,
-                      which: str = "best") -> tuple[dict, int]:
-    """(generator variables as numpy, step) from a run's best or latest checkpoint."""
-    from hrgan_jax import checkpoints, parallel, state as state_lib, trainer
-    directory = os.path.join(workdir, "checkpoints")
-    if not os.path.isdir(directory):
-        raise FileNotFoundError(f"{workdir} has no checkpoints/ directory: is it a training workdir?")
-    ckpt = checkpoints.Checkpoints(directory, every_steps=1, keep=1 << 30,
-                                   best_metric=config.checkpoint.best_metric or None,
-                                   async_save=False)
-    try:
-        step = _checkpoint_step(ckpt, which)
-        g_tx, d_tx, _, _ = state_lib.optimizers(config, steps_per_epoch=1)
-        mesh = parallel.make_mesh(jax.local_devices()[:1])
-        state, _ = ckpt.restore(step, trainer.abstract_state(config, g_tx, d_tx, mesh))
-    finally:
-        ckpt.close()
-    return jax.tree.map(np.asarray, state.generator_variables()), step
-
-
-def load_generator(config: ml_collections.ConfigDict, weights_path: str) -> dict:
-    """Generator variables from generator.msgpack or an official-layout file."""
-    if weights_path.endswith(".msgpack"):
-        from flax import serialization
-        with open(weights_path, "rb") as f:
-            variables = serialization.msgpack_restore(f.read())
-        # Through the official layout and back: every key and shape is checked.
-        state_dict = weights.to_torch(variables, config.model, "generator")
-        return weights.from_torch(state_dict, config.model, "generator", what=weights_path)
-    return weights.from_torch(weights.load_file(weights_path), config.model, "generator",
-                              what=weights_path)
-
-
-def _generator(config, workdir: str | None, weights_path: str | None, which: str):
-    if weights_path:
-        return load_generator(config, weights_path), weights_path, None
-    if workdir:
-        variables, step = restore_generator(config, workdir, which)
-        return variables, f"{workdir} step {step}", step
-    raise ValueError("give --workdir (a training run) or --weights (a weights file)")
-
-
 def evaluate(config: ml_collections.ConfigDict, workdir: str | None, weights_path: str | None,
              which: str = "best") -> dict:
     from hrgan_jax import parallel
     from hrgan_jax.evaluation import runner
-    variables, source, step = _generator(config, workdir, weights_path, which)
+    variables, source, step = inference.generator_variables(config, workdir, weights_path, which)
     out = workdir or os.path.dirname(os.path.abspath(weights_path))
     evaluator = runner.make_evaluator(config, parallel.make_mesh(), out)
     print(f"evaluating {source} on {config.data.name} {config.data.val_split}", flush=True)
@@ -133,7 +83,7 @@ def export(config: ml_collections.ConfigDict, net: str, workdir: str | None,
             source = f"a fresh initialisation (seed {config.seed})"
         _write_official(variables, config, net, out, source)
         return
-    variables, source, _ = _generator(config, workdir, weights_path, which)
+    variables, source, _ = inference.generator_variables(config, workdir, weights_path, which)
     if single_file:
         _write_official(variables, config, "generator", out, source)
         return

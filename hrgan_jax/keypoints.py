@@ -58,12 +58,15 @@ def flip_test_heatmaps(apply_fn: Callable[[jax.Array], jax.Array], images: jax.A
 
     apply_fn: images (N, H, W, C) -> heatmaps (N, h, w, J), e.g. the generator in eval
     mode.  images: (B, H, W, C).  Returns (B, h, w, J).  The images and their mirrors go
-    through one call of apply_fn on a batch of 2B, so the network is traced once under
+    through one call of apply_fn on a batch of 2B (interleaved), so the network is traced once under
     jit (half the compile time of two calls).  ``flip_pairs`` and ``shift`` are static.
     """
-    b = images.shape[0]
-    both = apply_fn(jnp.concatenate([images, flip_images(images)], axis=0))
-    return (both[:b] + flip_back(both[b:], flip_pairs, shift)) * 0.5
+    # Each image next to its mirror (batch axis interleaved), split again by a reshape:
+    # no slice at a batch-size offset, so the batch may stay symbolic (ONNX, SavedModel).
+    both = jnp.stack([images, flip_images(images)], axis=1).reshape((-1,) + images.shape[1:])
+    out = apply_fn(both)
+    out = out.reshape((-1, 2) + out.shape[1:])
+    return (out[:, 0] + flip_back(out[:, 1], flip_pairs, shift)) * 0.5
 
 
 def heatmap_peaks(heatmaps: jax.Array, post_process: bool = True):
@@ -80,8 +83,11 @@ def heatmap_peaks(heatmaps: jax.Array, post_process: bool = True):
     flat = jnp.moveaxis(heatmaps, -1, 1).reshape(bsz, j, h * w)  # (B, J, h*w)
     idx = jnp.argmax(flat, axis=-1)
     maxvals = jnp.take_along_axis(flat, idx[..., None], axis=-1)  # (B, J, 1)
-    x = (idx % w).astype(jnp.int32)
-    y = (idx // w).astype(jnp.int32)
+    # lax.div (idx >= 0, so truncation is floor), not // or %: their sign fix-ups lower
+    # to lax.rem, which jax2onnx cannot convert with a symbolic batch size.
+    idx = idx.astype(jnp.int32)
+    y = jax.lax.div(idx, jnp.int32(w))
+    x = idx - y * w
     positive = maxvals[..., 0] > 0
     x = jnp.where(positive, x, 0)
     y = jnp.where(positive, y, 0)

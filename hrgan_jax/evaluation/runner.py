@@ -1,7 +1,7 @@
 """Evaluate a generator on the configured validation set: the official numbers.
 
 crops (data_pipeline.pipeline.evaluation) -> G in eval mode with the flip test, peaks
-on the device (``predict_fn``) -> every process's rows gathered -> inverse affine on
+on the device (``inference.predict_fn``) -> every process's rows gathered -> inverse affine on
 the host -> COCO (rescoring, OKS-NMS, COCOeval) or MPII (PCKh) on process 0 -> the same
 metrics returned on every process.
 """
@@ -16,37 +16,7 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from hrgan_jax import keypoints, models, parallel
-from hrgan_jax.step import normalize_images
-
-
-def heatmaps_fn(config: ml_collections.ConfigDict) -> Callable:
-    """``heatmaps(variables, images uint8 (B,H,W,3)) -> (B,h,w,J)``: G in eval mode; with
-    config.eval.flip_test the mirrored crops are averaged in (flipped back, pairs
-    swapped, shifted one pixel as the official flip test)."""
-    from data_pipeline.joints import FLIP_PAIRS
-    generator = models.generator(config.model)
-    flip_pairs = FLIP_PAIRS[config.data.name]
-    flip, shift = bool(config.eval.flip_test), bool(config.eval.shift_heatmap)
-
-    def heatmaps(variables, images):
-        x = normalize_images(images)
-        apply = lambda im: generator.apply(variables, im, train=False)
-        return keypoints.flip_test_heatmaps(apply, x, flip_pairs, shift) if flip else apply(x)
-
-    return heatmaps
-
-
-def predict_fn(config: ml_collections.ConfigDict) -> Callable:
-    """``predict(variables, images uint8 (B,H,W,3)) -> (coords (B,J,2) heatmap px, maxvals (B,J,1))``:
-    the peaks of ``heatmaps_fn``'s heatmaps."""
-    heatmaps = heatmaps_fn(config)
-    post = bool(config.eval.post_process)
-
-    def predict(variables, images):
-        return keypoints.heatmap_peaks(heatmaps(variables, images), post)
-
-    return predict
+from hrgan_jax import inference, keypoints, parallel
 
 
 def _gather(x) -> np.ndarray:
@@ -86,7 +56,7 @@ def make_evaluator(config: ml_collections.ConfigDict, mesh, workdir: str | None 
     from hrgan_jax.evaluation import coco, mpii
 
     rep, sharded = parallel.replicated(mesh), parallel.data_sharded(mesh)
-    predict = jax.jit(predict_fn(config), in_shardings=(rep, sharded),
+    predict = jax.jit(inference.predict_fn(config), in_shardings=(rep, sharded),
                       out_shardings=(sharded, sharded))
     global_batch = int(config.eval.batch_size)
     parallel.check_batch_size(global_batch, mesh)
