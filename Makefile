@@ -8,15 +8,20 @@ STAMP := $(VENV)/.installed
 # PyTorch is optional: only the .pth tests and the torch-parity checks use it. Install the
 # CPU build when the machine carries its wheel (pip's find-links); never the multi-GB CUDA one.
 TORCH_CPU := torch==2.13.0+cpu
+# ONNX export is optional too; jax2onnx without its dependencies (see requirements-onnx.txt).
+JAX2ONNX := jax2onnx>=0.17.1,<0.18
 # pip warns about every package missing from the machine's extra local index: noise.
 QUIET_PIP := { grep -v "is ignored: it is neither a file nor a directory" || true; }
 
 .PHONY: test demo bench clean
 
-$(STAMP): requirements.txt
+$(STAMP): requirements.txt requirements-onnx.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip 2>&1 | $(QUIET_PIP)
 	$(PY) -m pip install -q -r requirements.txt 2>&1 | $(QUIET_PIP)
+	@{ $(PY) -m pip install -q -r requirements-onnx.txt && \
+	   $(PY) -m pip install -q --no-deps "$(JAX2ONNX)"; } 2>&1 | $(QUIET_PIP) \
+	  || echo "note: ONNX export unavailable (jax2onnx/onnxruntime did not install); its tests will be skipped"
 	@$(PY) -m pip install -q "$(TORCH_CPU)" 2>&1 | $(QUIET_PIP) \
 	  || echo "note: no local CPU PyTorch wheel; the tests that read .pth files will be skipped"
 	touch $(STAMP)

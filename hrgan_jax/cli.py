@@ -67,7 +67,9 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str | None, weights_pat
 def export(config: ml_collections.ConfigDict, net: str, workdir: str | None,
            weights_path: str | None, out: str, which: str = "best") -> None:
     """Into a directory: generator.msgpack + config.json + generator.safetensors +
-    generator_savedmodel/ (TensorFlow, runs without this package); or
+    generator.onnx and generator_heatmaps.onnx (ONNX Runtime; skipped without
+    jax2onnx) + generator_savedmodel/ (TensorFlow; skipped without it), both running
+    without this package; or
     one official-layout file (.safetensors/.npz/.pth) of either network."""
     single_file = out.lower().endswith((".safetensors", ".npz", ".pth"))
     if net == "discriminator" or (single_file and not (workdir or weights_path)):
@@ -99,6 +101,7 @@ def export(config: ml_collections.ConfigDict, net: str, workdir: str | None,
     _write_official(variables, config, "generator", os.path.join(out, "generator.safetensors"),
                     source)
     print(f"wrote {msgpack_path} and {os.path.join(out, 'config.json')}")
+    _write_onnx(config, variables, out)
     try:
         import tensorflow  # noqa: F401  (only the SavedModel needs it)
     except ImportError:
@@ -107,6 +110,19 @@ def export(config: ml_collections.ConfigDict, net: str, workdir: str | None,
     from hrgan_jax import saved_model
     sm = saved_model.write(config, variables, os.path.join(out, "generator_savedmodel"))
     print(f"wrote {sm}: TensorFlow SavedModel, uint8 crops -> heatmaps, keypoints, scores")
+
+
+def _write_onnx(config, variables, out: str) -> None:
+    from hrgan_jax import onnx_export
+    missing = onnx_export.available()
+    if missing:
+        print(f"skipped {onnx_export.FULL_NAME} and {onnx_export.HEATMAPS_NAME}: {missing}")
+        return
+    full = onnx_export.write(config, variables, os.path.join(out, onnx_export.FULL_NAME))
+    plain = onnx_export.write(config, variables, os.path.join(out, onnx_export.HEATMAPS_NAME),
+                              heatmaps_only=True)
+    print(f"wrote {full} (uint8 crops -> heatmaps, keypoints, scores) and {plain} "
+          f"(uint8 crops -> heatmaps, one pass): ONNX, run with ONNX Runtime")
 
 
 def _write_official(variables: Any, config, net: str, path: str, source: str) -> None:

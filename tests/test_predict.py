@@ -102,9 +102,11 @@ def test_stage1_config_official_default_and_yaml():
 
 def test_export_then_import_gives_identical_heatmaps(exported):
     config, out, variables = exported
-    assert sorted(p.name for p in out.iterdir()) == ["config.json", "generator.msgpack",
-                                                     "generator.safetensors",
-                                                     "generator_savedmodel"]
+    from hrgan_jax import onnx_export
+    onnx_files = [] if onnx_export.available() else ["generator.onnx", "generator_heatmaps.onnx"]
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        ["config.json", "generator.msgpack", "generator.safetensors", "generator_savedmodel"]
+        + onnx_files)
     assert json.loads((out / "config.json").read_text())["model"]["name"] == "small"
     g = models.generator(config.model)
     x = jax.random.normal(jax.random.PRNGKey(5), (2, 64, 64, 3))
@@ -146,6 +148,53 @@ def test_saved_model_runs_without_the_package_and_matches(exported, tmp_path):
     agree = np.isclose(got["keypoints"], want["keypoints"]).all(-1).mean()
     assert agree > 0.95, agree
     assert got["keypoints"].max() <= 64 and got["keypoints"].min() >= 0
+
+
+_RUN_ONNX = """
+import sys, numpy as np, onnxruntime as ort
+images = np.load(sys.argv[2])
+out = {}
+for name in ("generator.onnx", "generator_heatmaps.onnx"):
+    session = ort.InferenceSession(sys.argv[1] + "/" + name, providers=["CPUExecutionProvider"])
+    for o, v in zip(session.get_outputs(), session.run(None, {"images": images})):
+        out[name.split(".")[0] + "/" + o.name] = v
+np.savez(sys.argv[3], **out)
+assert not any(m.split(".")[0] in ("jax", "flax", "hrgan_jax", "tensorflow") for m in sys.modules)
+"""
+
+
+def test_onnx_runs_without_jax_or_the_package_and_matches(exported, tmp_path):
+    from hrgan_jax import onnx_export
+    if onnx_export.available():
+        pytest.skip(onnx_export.available())
+    pytest.importorskip("onnxruntime")
+    config, out, variables = exported
+    images = np.random.default_rng(1).integers(0, 256, (5, 64, 64, 3), dtype=np.uint8)
+    np.save(tmp_path / "images.npy", images)
+    script = tmp_path / "run.py"
+    script.write_text(_RUN_ONNX)
+    # a fresh interpreter outside the repository: ONNX Runtime and numpy only
+    r = subprocess.run([sys.executable, str(script), str(out), str(tmp_path / "images.npy"),
+                        str(tmp_path / "out.npz")],
+                       cwd=tmp_path, capture_output=True, text=True, env={"PATH": "/usr/bin:/bin"})
+    assert r.returncode == 0, r.stderr[-3000:]
+    got = np.load(tmp_path / "out.npz")
+    # the reference: JAX, BatchNorm not folded, a batch size the export never saw
+    want = jax.jit(inference.crop_outputs_fn(config, variables))(images)
+    plain = jax.jit(inference.apply_fn(config))(variables, inference.normalize_images(images))
+    assert got["generator/heatmaps"].shape == (5, 16, 16, 17)
+    assert got["generator/keypoints"].shape == (5, 17, 2) and got["generator/scores"].shape == (5, 17)
+    for key, ref in (("generator/heatmaps", want["heatmaps"]), ("generator/scores", want["scores"]),
+                     ("generator_heatmaps/heatmaps", plain)):
+        ref = np.asarray(ref)
+        scale = np.abs(ref).max()
+        assert scale > 1e-1
+        rel = np.abs(got[key] - ref).max() / scale
+        assert rel < 1e-4, (key, rel)
+    # keypoints: equal but where the top two heatmap values tie within rounding
+    same = (got["generator/keypoints"] == np.asarray(want["keypoints"])).all(-1)
+    assert same.mean() > 0.95, same.mean()
+    assert not np.allclose(got["generator_heatmaps/heatmaps"], got["generator/heatmaps"])
 
 
 def _check_coco_results(results, image_ids, num_joints=17):
@@ -250,12 +299,15 @@ def test_launch_predict_error_is_one_clear_line(tmp_path):
     assert r.stderr.strip().splitlines()[-1].startswith(f"error: {tmp_path / 'x.jpg'}: cannot decode")
 
 
-def test_export_without_tensorflow_skips_only_the_saved_model(tmp_path, monkeypatch, capsys):
+def test_export_without_tensorflow_or_jax2onnx_skips_those_files(tmp_path, monkeypatch, capsys):
     config = small_config()
     src = tmp_path / "g.safetensors"
     weights.save_file(weights.trained_scale_state_dict(config.model, "generator", seed=3), src)
     monkeypatch.setitem(sys.modules, "tensorflow", None)  # import tensorflow -> ImportError
+    monkeypatch.setitem(sys.modules, "jax2onnx", None)  # and no ONNX converter
     cli.export(config, "generator", None, str(src), str(tmp_path / "export"))
     assert sorted(p.name for p in (tmp_path / "export").iterdir()) == [
         "config.json", "generator.msgpack", "generator.safetensors"]
-    assert "TensorFlow is not installed" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "TensorFlow is not installed" in printed
+    assert "skipped generator.onnx and generator_heatmaps.onnx: jax2onnx is not installed" in printed
