@@ -161,7 +161,8 @@ def decoder(config: ml_collections.ConfigDict) -> str:
 
 def peaks(config: ml_collections.ConfigDict, heatmaps: jax.Array):
     """(coords (B,J,2) heatmap px, maxvals (B,J,1)) by config.eval.decode."""
-    decoder(config)
+    if decoder(config) == "dark":
+        return keypoints.dark_peaks(heatmaps, int(config.eval.get("dark_kernel", 11)))
     return keypoints.heatmap_peaks(heatmaps, bool(config.eval.post_process))
 
 

@@ -67,8 +67,8 @@ def test_folded_predictions_equal_unfolded(small):
     assert np.isclose(got["keypoints"], want["keypoints"]).all(-1).mean() > 0.95
 
 
-def test_unknown_decoder_is_an_error(small):
-    config, _ = small
+def test_unknown_decoder_is_an_error():
+    config = small_config()
     with config.unlocked():
         config.eval.decode = "softargmax"
     with pytest.raises(ValueError, match="config.eval.decode"):
@@ -95,3 +95,16 @@ def test_flip_test_matches_two_separate_passes(small):
     got = keypoints.flip_test_heatmaps(lambda im: apply(variables, im), x, FLIP_PAIRS["coco"], True)
     np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=0,
                                atol=1e-5 * float(np.abs(want).max()))
+
+
+def test_config_eval_decode_dark_reaches_the_predictor(small):
+    _, variables = small
+    config = small_config()
+    images = np.random.default_rng(3).integers(0, 256, (2, 64, 64, 3), dtype=np.uint8)
+    official = jax.jit(inference.predict_fn(config))(variables, images)
+    with config.unlocked():
+        config.eval.decode = "dark"
+    dark = jax.jit(inference.predict_fn(config))(variables, images)
+    np.testing.assert_array_equal(np.asarray(dark[1]), np.asarray(official[1]))  # same scores
+    moved = np.abs(np.asarray(dark[0]) - np.asarray(official[0]))
+    assert moved.max() > 0 and np.isfinite(moved).all()  # random weights: no Gaussian peaks
