@@ -57,9 +57,15 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str | None, weights_pat
              which: str = "best") -> dict:
     from hrgan_jax import parallel
     from hrgan_jax.evaluation import runner
-    variables, source, step = inference.generator_variables(config, workdir, weights_path, which)
+    predictor = None
+    if weights_path and inference.is_exported_model(weights_path):  # as it will be deployed
+        predictor, source, step = inference.load_predictor(config, None, weights_path)
+        variables = None
+    else:
+        variables, source, step = inference.generator_variables(config, workdir, weights_path,
+                                                                which)
     out = workdir or os.path.dirname(os.path.abspath(weights_path))
-    evaluator = runner.make_evaluator(config, parallel.make_mesh(), out)
+    evaluator = runner.make_evaluator(config, parallel.make_mesh(), out, predictor=predictor)
     print(f"evaluating {source} on {config.data.name} {config.data.val_split}", flush=True)
     return evaluator(variables, step or 0)
 

@@ -52,8 +52,10 @@ def write(config: ml_collections.ConfigDict, variables: Any, path: str,
     """Writes ``path`` (atomically) and returns it; see the module docstring."""
     import jax
     import jax.numpy as jnp
-    # jax2onnx logs every optional plugin it cannot import (equinox, dm_pix): noise here.
-    logging.getLogger("jax2onnx").setLevel(logging.ERROR)
+    # jax2onnx logs every optional plugin it cannot import (equinox, dm_pix), and onnx_ir
+    # every shape-only helper value it leaves untyped: noise here.
+    for name in ("jax2onnx", "onnx_ir"):
+        logging.getLogger(name).setLevel(logging.ERROR)
     from jax2onnx import to_onnx
 
     width, height = (int(v) for v in config.data.image_size)

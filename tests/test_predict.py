@@ -311,3 +311,49 @@ def test_export_without_tensorflow_or_jax2onnx_skips_those_files(tmp_path, monke
     printed = capsys.readouterr().out
     assert "TensorFlow is not installed" in printed
     assert "skipped generator.onnx and generator_heatmaps.onnx: jax2onnx is not installed" in printed
+
+
+def test_evaluate_an_exported_model_as_deployed(exported, train_coco_root):
+    """--mode=evaluate --weights=generator.onnx / generator_savedmodel: the exported file
+    itself runs (its own runtime) and scores as the weights it came from."""
+    from hrgan_jax import onnx_export
+    config, out, _ = exported
+    config = small_config()
+    config.data.root = train_coco_root
+    config.eval.batch_size = 8  # the tests' 8 fake CPU devices
+    results = {name: cli.evaluate(config, None, str(out / name))
+               for name in ("generator.msgpack", "generator_savedmodel", "generator.onnx")
+               if (out / name).exists()}
+    if onnx_export.available() is None:
+        assert "generator.onnx" in results
+    want = results.pop("generator.msgpack")
+    assert results and set(want) == {k for r in results.values() for k in r}
+    for name, got in results.items():
+        for k, v in want.items():
+            assert abs(got[k] - v) < 0.02, (name, k, got[k], v)
+    # random weights score near 0 AP, so compare what was scored: the predictors themselves
+    crops = np.random.default_rng(4).integers(0, 256, (8, 64, 64, 3), dtype=np.uint8)
+    jax_coords, jax_scores = inference.load_predictor(config, None, str(out / "generator.msgpack"))[0](crops)
+    for name in results:
+        coords, scores = inference.load_predictor(config, None, str(out / name))[0](crops)
+        assert coords.shape == jax_coords.shape and scores.shape == jax_scores.shape
+        np.testing.assert_allclose(scores, jax_scores, rtol=0, atol=1e-5 * np.abs(jax_scores).max())
+        assert (coords == jax_coords).all(-1).mean() > 0.95, name
+
+
+def test_predict_with_an_exported_model(exported, images_dir, tmp_path):
+    from hrgan_jax import onnx_export
+    if onnx_export.available():
+        pytest.skip(onnx_export.available())
+    config, out, _ = exported
+    runs = {}
+    for name in ("generator.msgpack", "generator.onnx"):
+        path = predict.predict(config, str(images_dir), weights_path=str(out / name),
+                               out=str(tmp_path / name))
+        runs[name] = json.loads(pathlib.Path(path).read_text())
+    want, got = runs["generator.msgpack"], runs["generator.onnx"]
+    assert [r["file_name"] for r in got] == [r["file_name"] for r in want]
+    k_want = np.array([r["keypoints"] for r in want]).reshape(len(want), -1, 3)
+    k_got = np.array([r["keypoints"] for r in got]).reshape(len(got), -1, 3)
+    np.testing.assert_allclose(k_got[..., 2], k_want[..., 2], atol=1e-3)  # scores (3 decimals)
+    assert (np.abs(k_got[..., :2] - k_want[..., :2]) < 1e-2).all(-1).mean() > 0.95

@@ -44,8 +44,12 @@ def _broadcast(results: dict) -> dict:
 
 
 def make_evaluator(config: ml_collections.ConfigDict, mesh, workdir: str | None = None,
-                   writer=None) -> Callable[[Any, int], dict]:
+                   writer=None, predictor: Callable | None = None) -> Callable[[Any, int], dict]:
     """``evaluate(generator_variables, step) -> metrics`` on config.data.val_split.
+
+    With ``predictor`` (``inference.load_predictor``'s: uint8 crops -> (coords, maxvals),
+    e.g. an exported ONNX or SavedModel model) that is evaluated instead, on the host
+    batches of one process, and ``generator_variables`` is ignored.
 
     Results files (COCO results JSON, MPII pred.mat) and the table as JSON go under
     ``workdir/eval``.  With a clu ``writer``, a grid of evaluation crops with predicted
@@ -66,9 +70,14 @@ def make_evaluator(config: ml_collections.ConfigDict, mesh, workdir: str | None 
     coco_gt = None
     lead = jax.process_index() == 0
 
+    if predictor is not None and jax.process_count() > 1:
+        raise ValueError("an exported model is evaluated by one process: run without "
+                         "--num_processes/--coordinator")
+
     def evaluate(variables, step: int) -> dict:
         nonlocal coco_gt
-        variables = parallel.replicate(variables, mesh)
+        if predictor is None:
+            variables = parallel.replicate(variables, mesh)
         batches, info = pipeline.evaluation(
             config.data, num_joints=int(config.model.num_joints), global_batch=global_batch,
             process_index=jax.process_index(), process_count=jax.process_count())
@@ -85,8 +94,11 @@ def make_evaluator(config: ml_collections.ConfigDict, mesh, workdir: str | None 
         pictures = None
         for i in range(num_batches):
             host = next(batches)
-            images = parallel.global_batch({"image": host["image"]}, mesh)["image"]
-            coords, maxvals = predict(variables, images)
+            if predictor is not None:
+                coords, maxvals = predictor(np.asarray(host["image"]))
+            else:
+                images = parallel.global_batch({"image": host["image"]}, mesh)["image"]
+                coords, maxvals = predict(variables, images)
             rows["coords"].append(_gather(coords))
             rows["maxvals"].append(_gather(maxvals))
             for k in ("center", "scale", "score", "area", "image_id", "index", "valid"):
