@@ -14,7 +14,7 @@ heatmaps -> keypoints.  Training, evaluation, predict, export and the CLI all us
   quarter offset, or DARK), all jnp and jit-able; ``folded=True`` runs the
   BatchNorm-folded variables of ``weights.fold_batch_norm``.
 * ``crop_outputs_fn``: what the exported models (SavedModel, ONNX) compute: heatmaps,
-  keypoints in crop pixels and scores.
+  keypoints in crop pixels and scores; ``forward_fn``: one pass, heatmaps only.
 * ``load_predictor``: a predictor from anything ``--weights`` may name, the exported
   models included, for predict and evaluate.
 """
@@ -192,6 +192,14 @@ def crop_outputs_fn(config: ml_collections.ConfigDict, variables: Any,
         return {"heatmaps": heatmaps, "keypoints": coords * stride, "scores": maxvals[..., 0]}
 
     return fn
+
+
+def forward_fn(config: ml_collections.ConfigDict, variables: Any,
+               folded: bool = False) -> Callable:
+    """``fn(images uint8 (B,H,W,3)) -> {heatmaps (B,h,w,J)}``: one pass of G, no flip
+    test, no decoding (the exported heatmaps-only models)."""
+    apply = apply_fn(config, folded)
+    return lambda images: {"heatmaps": apply(variables, normalize_images(images))}
 
 
 # ---------------------------------------------------------------------------------------

@@ -41,12 +41,6 @@ def available() -> str | None:
     return None
 
 
-def heatmaps_only_fn(config: ml_collections.ConfigDict, folded: Any):
-    """images uint8 (B,H,W,3) -> heatmaps (B,h,w,J): one folded forward pass."""
-    apply = inference.apply_fn(config, folded=True)
-    return lambda images: apply(folded, inference.normalize_images(images))
-
-
 def write(config: ml_collections.ConfigDict, variables: Any, path: str,
           heatmaps_only: bool = False) -> str:
     """Writes ``path`` (atomically) and returns it; see the module docstring."""
@@ -61,7 +55,7 @@ def write(config: ml_collections.ConfigDict, variables: Any, path: str,
     width, height = (int(v) for v in config.data.image_size)
     folded = inference.fold(config, variables)
     if heatmaps_only:
-        fn, outputs = heatmaps_only_fn(config, folded), ["heatmaps"]
+        fn, outputs = inference.forward_fn(config, folded, folded=True), ["heatmaps"]
     else:
         fn = inference.crop_outputs_fn(config, folded, folded=True)
         outputs = ["heatmaps", "keypoints", "scores"]

@@ -26,9 +26,11 @@ import ml_collections
 from hrgan_jax import inference
 
 
-def write(config: ml_collections.ConfigDict, variables: Any, out_dir: str) -> str:
+def write(config: ml_collections.ConfigDict, variables: Any, out_dir: str,
+          heatmaps_only: bool = False) -> str:
     """Writes the SavedModel directory ``out_dir`` (atomically: a temporary sibling is
-    renamed into place) and returns it."""
+    renamed into place) and returns it.  ``heatmaps_only``: one pass of G, heatmaps
+    only (``inference.forward_fn``; for benchmarks against other runtimes' forward)."""
     import shutil
 
     import tensorflow as tf
@@ -36,7 +38,9 @@ def write(config: ml_collections.ConfigDict, variables: Any, out_dir: str) -> st
 
     width, height = config.data.image_size
     folded = inference.fold(config, variables)
-    converted = jax2tf.convert(inference.crop_outputs_fn(config, folded, folded=True),
+    fn = (inference.forward_fn if heatmaps_only else inference.crop_outputs_fn)(
+        config, folded, folded=True)
+    converted = jax2tf.convert(fn,
                                polymorphic_shapes=[f"(b, {height}, {width}, 3)"],
                                with_gradient=False,
                                native_serialization_platforms=("cpu", "cuda"))
