@@ -32,7 +32,7 @@ test: $(STAMP)
 # The demo: HRGAN learns to find the joints of rendered figures, end to end on a CPU
 # (~15 minutes on 2 cores).  Everything goes under demo_out/: data/ (synthetic COCO-format
 # dataset), run/ (checkpoints, TensorBoard events, metrics.jsonl, curves.png, eval/),
-# export/ (generator.msgpack, generator.safetensors, config.json) and predictions/
+# export/ (generator.msgpack, generator.safetensors, config.json, generator*.onnx, generator_savedmodel/) and predictions/
 # (keypoints.pose.json and the validation images with skeletons drawn).  A rerun reuses
 # the dataset and resumes (or skips) the training; `make clean` starts over.
 DEMO := demo_out

@@ -10,8 +10,8 @@ project).  Random weights at a trained network's scale are made in the official
 layout and loaded into both networks (``load_state_dict(strict=True)`` on the PyTorch
 side, ``weights.from_torch`` here); the heatmaps of the same images are compared in
 eval and train mode.  Then one forward pass in eval mode (no flip test) of every
-runtime is timed, one after the other within each of ``--rounds`` rounds, so that all
-see the same machine load; the table gives each runtime's median over rounds of the
+runtime is timed, one after the other within each of ``--rounds`` rounds (each round
+starting with the next runtime), so that all see the same machine load; the table gives each runtime's median over rounds of the
 per-round median images/s, its ratio to PyTorch and its heatmaps' relative error:
 
     official PyTorch float32   the official module under torch.no_grad(), float input
@@ -180,7 +180,10 @@ def main(argv=None) -> None:
         speeds: dict[str, list[float]] = {name: [] for name in rows}
         for r in range(args.rounds):
             load = os.getloadavg()[0]
-            for name, (fn, arg, _) in rows.items():
+            names = list(rows)
+            names = names[r % len(names):] + names[:r % len(names)]  # each round starts elsewhere
+            for name in names:
+                fn, arg, _ = rows[name]
                 speeds[name].append(args.batch / _timed(fn, arg, args.iters))
             print(f"round {r + 1} (load average {load:.1f} -> {os.getloadavg()[0]:.1f}): "
                   + ", ".join(f"{n} {v[-1]:.2f}" for n, v in speeds.items()), flush=True)
