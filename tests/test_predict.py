@@ -313,6 +313,7 @@ def test_export_without_tensorflow_or_jax2onnx_skips_those_files(tmp_path, monke
     assert "skipped generator.onnx and generator_heatmaps.onnx: jax2onnx is not installed" in printed
 
 
+@pytest.mark.slow
 def test_evaluate_an_exported_model_as_deployed(exported, train_coco_root):
     """--mode=evaluate --weights=generator.onnx / generator_savedmodel: the exported file
     itself runs (its own runtime) and scores as the weights it came from."""
