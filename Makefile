@@ -8,6 +8,9 @@ STAMP := $(VENV)/.installed
 # PyTorch is optional: only the .pth tests and the torch-parity checks use it. Install the
 # CPU build when the machine carries its wheel (pip's find-links); never the multi-GB CUDA one.
 TORCH_CPU := torch==2.13.0+cpu
+# ONNX export is optional too: the [onnx] extra of pyproject.toml, and jax2onnx without its
+# dependencies (they pin orbax-checkpoint below the version used here; HRNet needs none of them).
+JAX2ONNX := jax2onnx>=0.17.1,<0.18
 # pip warns about every package missing from the machine's extra local index: noise.
 QUIET_PIP := { grep -v "is ignored: it is neither a file nor a directory" || true; }
 
@@ -17,6 +20,9 @@ $(STAMP): requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip 2>&1 | $(QUIET_PIP)
 	$(PY) -m pip install -q -r requirements.txt 2>&1 | $(QUIET_PIP)
+	@{ $(PY) -m pip install -q -e ".[onnx]" && \
+	   $(PY) -m pip install -q --no-deps "$(JAX2ONNX)"; } 2>&1 | $(QUIET_PIP) \
+	  || echo "note: ONNX export unavailable (jax2onnx/onnxruntime did not install); its tests will be skipped"
 	@$(PY) -m pip install -q "$(TORCH_CPU)" 2>&1 | $(QUIET_PIP) \
 	  || echo "note: no local CPU PyTorch wheel; the tests that read .pth files will be skipped"
 	touch $(STAMP)
@@ -33,7 +39,7 @@ test-fast: $(STAMP)
 # The demo: HRGAN learns to find the joints of rendered figures, end to end on a CPU
 # (~15 minutes on 2 cores).  Everything goes under demo_out/: data/ (synthetic COCO-format
 # dataset), run/ (checkpoints, TensorBoard events, metrics.jsonl, curves.png, eval/),
-# export/ (generator.msgpack, generator.safetensors, config.json) and predictions/
+# export/ (generator.msgpack, generator.safetensors, config.json, generator*.onnx, generator_savedmodel/) and predictions/
 # (keypoints.pose.json and the validation images with skeletons drawn).  A rerun reuses
 # the dataset and resumes (or skips) the training; `make clean` starts over.
 DEMO := demo_out

@@ -14,11 +14,13 @@ Modes:
             results file or pred.mat, into --out (default WORKDIR/evaluate/ or
             WEIGHTS.evaluate/: never the training's own eval/).  Weights: the best (or,
             without evaluations, the latest) checkpoint of --workdir, or --weights=FILE
-            (official .pth/.safetensors/.npz, or generator.msgpack).
+            (official .pth/.safetensors/.npz, or generator.msgpack, or an exported
+            generator.onnx / generator_savedmodel, run as deployed).
   export    Write network weights: generator.msgpack (Flax variables) + config.json and
-            generator.safetensors in the official PyTorch key layout, and
-            generator_savedmodel/ (a TensorFlow SavedModel: uint8 crops in, heatmaps,
-            keypoints and scores out; runs with TensorFlow alone) into --out (a
+            generator.safetensors in the official PyTorch key layout,
+            generator.onnx (ONNX Runtime; generator_heatmaps.onnx: one pass, heatmaps
+            only) and generator_savedmodel/ (a TensorFlow SavedModel), each uint8 crops
+            in, heatmaps, keypoints and scores out, BatchNorm folded, into --out (a
             directory), from --workdir's best/latest checkpoint or from --weights; or, with
             --out=FILE.{safetensors,npz,pth}, one file in the official layout (--net picks
             generator or discriminator; without --workdir/--weights a fresh init).
@@ -81,7 +83,8 @@ flags.DEFINE_string("workdir", None, "train: the run's directory (created; resum
 flags.DEFINE_enum("net", "generator", ["generator", "discriminator"],
                   "export to one file / check: which network.")
 flags.DEFINE_string("weights", None, "evaluate/export/check/predict: a weights file instead of a "
-                    "workdir checkpoint (.pth, .safetensors, .npz, generator.msgpack).")
+                    "workdir checkpoint (.pth, .safetensors, .npz, generator.msgpack); "
+                    "evaluate/predict also take an exported generator.onnx or generator_savedmodel.")
 flags.DEFINE_string("out", None, "export: a directory (generator.msgpack, "
                     "generator.safetensors, config.json, generator_savedmodel/) or one .safetensors/.npz/.pth file. "
                     "predict: the directory for keypoints.pose.json and the drawn images "

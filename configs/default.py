@@ -98,6 +98,8 @@ def get_config(preset: str = "w32") -> ConfigDict:
     config.eval.flip_test = True  # average with the mirrored image's heatmaps
     config.eval.shift_heatmap = True  # flip test: shift the flipped-back heatmaps one pixel right
     config.eval.post_process = True  # quarter-pixel offset toward the higher neighbour
+    config.eval.decode = "official"  # official (argmax + quarter offset) | dark (Taylor step on blurred log heatmaps)
+    config.eval.dark_kernel = 11  # dark: Gaussian blur window (cv2 rule: sigma 2 for 11)
     config.eval.in_vis_thre = 0.2  # COCO rescoring: joints above this score count
     config.eval.oks_thre = 0.9  # COCO OKS-NMS threshold
     config.eval.max_images = 0  # when > 0, evaluate on the first this many images only
@@ -146,7 +148,8 @@ def apply_variant(config: ConfigDict, variant: str) -> ConfigDict:
 CHOICES = {"data.name": ("coco", "mpii"), "data.source": ("files", "tfds"),
            "train.nan_policy": ("stop", "skip"), "optim.g_name": ("rmsprop", "adam"),
            "optim.d_name": ("rmsprop", "adam"), "model.dtype": ("float32", "bfloat16"),
-           "model.kernel_init": KERNEL_INITS, "synth.scene": ("cluttered", "plain")}
+           "model.kernel_init": KERNEL_INITS, "synth.scene": ("cluttered", "plain"),
+           "eval.decode": ("official", "dark")}
 PAIRS = ("data.image_size", "data.heatmap_size", "synth.image_size")
 
 

@@ -9,7 +9,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from hrgan_jax import models, weights
+from hrgan_jax import inference, models, weights
 
 
 def synth(config: ml_collections.ConfigDict) -> dict:
@@ -53,57 +53,6 @@ def check(config: ml_collections.ConfigDict, net: str, weights_path: str) -> int
     return 0
 
 
-def _checkpoint_step(ckpt, which: str) -> int:
-    step = ckpt.best_step() if which == "best" else None
-    step = ckpt.latest_step() if step is None else step
-    if step is None:
-        raise FileNotFoundError(f"no complete checkpoint in {ckpt.directory}")
-    return step
-
-
-def restore_generator(config: ml_collections.ConfigDict, workdir: str,
-                      which: str = "best") -> tuple[dict, int]:
-    """(generator variables as numpy, step) from a run's best or latest checkpoint."""
-    from hrgan_jax import checkpoints, parallel, state as state_lib, trainer
-    directory = os.path.join(workdir, "checkpoints")
-    if not os.path.isdir(directory):
-        raise FileNotFoundError(f"{workdir} has no checkpoints/ directory: is it a training workdir?")
-    from hrgan_jax import evaluation
-    ckpt = checkpoints.Checkpoints(directory, every_steps=1, keep=1 << 30,
-                                   best_metric=evaluation.best_metric(config) or None,
-                                   async_save=False)
-    try:
-        step = _checkpoint_step(ckpt, which)
-        g_tx, d_tx, _, _ = state_lib.optimizers(config, steps_per_epoch=1)
-        mesh = parallel.make_mesh(jax.local_devices()[:1])
-        state, _ = ckpt.restore(step, trainer.abstract_state(config, g_tx, d_tx, mesh))
-    finally:
-        ckpt.close()
-    return jax.tree.map(np.asarray, state.generator_variables()), step
-
-
-def load_generator(config: ml_collections.ConfigDict, weights_path: str) -> dict:
-    """Generator variables from generator.msgpack or an official-layout file."""
-    if weights_path.endswith(".msgpack"):
-        from flax import serialization
-        with open(weights_path, "rb") as f:
-            variables = serialization.msgpack_restore(f.read())
-        # Through the official layout and back: every key and shape is checked.
-        state_dict = weights.to_torch(variables, config.model, "generator")
-        return weights.from_torch(state_dict, config.model, "generator", what=weights_path)
-    return weights.from_torch(weights.load_file(weights_path), config.model, "generator",
-                              what=weights_path)
-
-
-def _generator(config, workdir: str | None, weights_path: str | None, which: str):
-    if weights_path:
-        return load_generator(config, weights_path), weights_path, None
-    if workdir:
-        variables, step = restore_generator(config, workdir, which)
-        return variables, f"{workdir} step {step}", step
-    raise ValueError("give --workdir (a training run) or --weights (a weights file)")
-
-
 def evaluation_dir(workdir: str | None, weights_path: str | None, out: str | None) -> str:
     """Where --mode=evaluate writes: --out, else WORKDIR/evaluate/ or WEIGHTS.evaluate/;
     never the training's own eval/ directory."""
@@ -124,12 +73,19 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str | None, weights_pat
     from hrgan_jax import parallel
     from hrgan_jax.evaluation import inputs, runner
     out_dir = evaluation_dir(workdir, weights_path, out)
-    if os.path.abspath(out_dir) == os.path.abspath(os.path.join(workdir or "", "eval")) and workdir:
+    if workdir and os.path.abspath(out_dir) == os.path.abspath(os.path.join(workdir, "eval")):
         raise ValueError(f"--out={out}: that is the training's own evaluation directory; "
                          f"give another")
     inputs.check(config)
-    variables, source, step = _generator(config, workdir, weights_path, which)
-    evaluator = runner.make_evaluator(config, parallel.make_mesh(), out_dir=out_dir)
+    predictor = None
+    if weights_path and inference.is_exported_model(weights_path):  # as it will be deployed
+        predictor, source, step = inference.load_predictor(config, None, weights_path)
+        variables = None
+    else:
+        variables, source, step = inference.generator_variables(config, workdir, weights_path,
+                                                                which)
+    evaluator = runner.make_evaluator(config, parallel.make_mesh(), out_dir=out_dir,
+                                      predictor=predictor)
     print(f"evaluating {source} on {config.data.name} {split_names(config.data)[1]}; "
           f"results into {out_dir}", flush=True)
     return evaluator(variables, step or 0)
@@ -138,7 +94,9 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str | None, weights_pat
 def export(config: ml_collections.ConfigDict, net: str, workdir: str | None,
            weights_path: str | None, out: str, which: str = "best") -> None:
     """Into a directory: generator.msgpack + config.json + generator.safetensors +
-    generator_savedmodel/ (TensorFlow, runs without this package); or
+    generator.onnx and generator_heatmaps.onnx (ONNX Runtime; skipped without
+    jax2onnx) + generator_savedmodel/ (TensorFlow; skipped without it), both running
+    without this package; or
     one official-layout file (.safetensors/.npz/.pth) of either network."""
     single_file = out.lower().endswith((".safetensors", ".npz", ".pth"))
     if net == "discriminator" or (single_file and not (workdir or weights_path)):
@@ -154,7 +112,7 @@ def export(config: ml_collections.ConfigDict, net: str, workdir: str | None,
             source = f"a fresh initialisation (seed {config.seed})"
         _write_official(variables, config, net, out, source)
         return
-    variables, source, _ = _generator(config, workdir, weights_path, which)
+    variables, source, _ = inference.generator_variables(config, workdir, weights_path, which)
     if single_file:
         _write_official(variables, config, "generator", out, source)
         return
@@ -170,6 +128,7 @@ def export(config: ml_collections.ConfigDict, net: str, workdir: str | None,
     _write_official(variables, config, "generator", os.path.join(out, "generator.safetensors"),
                     source)
     print(f"wrote {msgpack_path} and {os.path.join(out, 'config.json')}")
+    _write_onnx(config, variables, out)
     try:
         import tensorflow  # noqa: F401  (only the SavedModel needs it)
     except ImportError:
@@ -178,6 +137,19 @@ def export(config: ml_collections.ConfigDict, net: str, workdir: str | None,
     from hrgan_jax import saved_model
     sm = saved_model.write(config, variables, os.path.join(out, "generator_savedmodel"))
     print(f"wrote {sm}: TensorFlow SavedModel, uint8 crops -> heatmaps, keypoints, scores")
+
+
+def _write_onnx(config, variables, out: str) -> None:
+    from hrgan_jax import onnx_export
+    missing = onnx_export.available()
+    if missing:
+        print(f"skipped {onnx_export.FULL_NAME} and {onnx_export.HEATMAPS_NAME}: {missing}")
+        return
+    full = onnx_export.write(config, variables, os.path.join(out, onnx_export.FULL_NAME))
+    plain = onnx_export.write(config, variables, os.path.join(out, onnx_export.HEATMAPS_NAME),
+                              heatmaps_only=True)
+    print(f"wrote {full} (uint8 crops -> heatmaps, keypoints, scores) and {plain} "
+          f"(uint8 crops -> heatmaps, one pass): ONNX, run with ONNX Runtime")
 
 
 def _write_official(variables: Any, config, net: str, path: str, source: str) -> None:

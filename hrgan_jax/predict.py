@@ -6,7 +6,8 @@
 Each person is cropped exactly as evaluation crops it: box -> centre/scale by the
 official rule (fit to the input's aspect ratio, x1.25), one affine warp
 (cv2.warpAffine, INTER_LINEAR, as the data pipeline) to config.data.image_size, the
-generator in eval mode with the flip test (``evaluation.runner.predict_fn``), peaks and
+generator in eval mode with the flip test (``inference.load_predictor``: JAX with
+BatchNorm folded, or an exported ONNX/SavedModel model), peaks and
 the inverse affine (``keypoints.to_image_coords``).  Without boxes each image is one
 person whose box is the whole image.  With boxes, people are rescored (box score x mean
 confident joint score) and, for COCO's 17 joints, OKS-NMS'd as in evaluation; boxes
@@ -22,7 +23,7 @@ import collections
 import dataclasses
 import json
 import os
-from typing import Any, Iterable
+from typing import Iterable
 
 import numpy as np
 
@@ -155,19 +156,20 @@ def crop(image: np.ndarray, center, scale, image_size) -> np.ndarray:
                           flags=cv2.INTER_LINEAR)
 
 
-def run(config, variables: Any, paths: list[str], people: list[Person] | None = None,
+def run(config, predictor, paths: list[str], people: list[Person] | None = None,
         images: list[np.ndarray] | None = None) -> list[dict]:
     """Keypoints for the people of the images: COCO results entries, best first per image.
+
+    predictor: ``inference.load_predictor``'s, crops uint8 (B, H, W, 3) -> (coords
+    (B, J, 2) heatmap px, maxvals (B, J, 1)).
 
     people: None = one whole-image person per image.  images: the decoded images (read
     from paths when None).  Each entry: image_id, file_name, category_id 1, keypoints
     [x, y, score] * J in image pixels, score (rescored), bbox, center, scale.
     """
-    import jax
-
     from data_pipeline.affine import box_to_center_scale
     from hrgan_jax import keypoints
-    from hrgan_jax.evaluation import coco, runner
+    from hrgan_jax.evaluation import coco
 
     if images is None:
         images = [read_image(p) for p in paths]
@@ -190,7 +192,6 @@ def run(config, variables: Any, paths: list[str], people: list[Person] | None = 
     crops = np.stack([crop(images[p.image], c, s, image_size)
                       for p, c, s in zip(kept, centers, scales)])
 
-    predict = jax.jit(runner.predict_fn(config))
     batch = max(1, min(int(config.eval.batch_size), len(crops)))
     coords, maxvals = [], []
     for start in range(0, len(crops), batch):
@@ -198,7 +199,7 @@ def run(config, variables: Any, paths: list[str], people: list[Person] | None = 
         n = len(chunk)
         if n < batch:  # one shape: one compilation
             chunk = np.concatenate([chunk, np.zeros((batch - n,) + chunk.shape[1:], np.uint8)])
-        c, m = predict(variables, chunk)
+        c, m = predictor(chunk)
         coords.append(np.asarray(c)[:n])
         maxvals.append(np.asarray(m)[:n])
     coords = keypoints.to_image_coords(np.concatenate(coords), centers, scales, heatmap_size)
@@ -251,7 +252,7 @@ def predict(config, input_path: str, boxes: str | None = None, workdir: str | No
     """The whole of --mode=predict; returns the JSON's path."""
     from PIL import Image
 
-    from hrgan_jax import cli
+    from hrgan_jax import inference
 
     paths = list_images(input_path)
     images = [read_image(p) for p in paths]  # every input checked before any work
@@ -259,11 +260,11 @@ def predict(config, input_path: str, boxes: str | None = None, workdir: str | No
     if boxes:
         people = read_boxes(boxes, paths, float(config.data.image_threshold),
                             [(im.shape[1], im.shape[0]) for im in images])
-    variables, source, _ = cli._generator(config, workdir, weights_path, which)
+    predictor, source, _ = inference.load_predictor(config, workdir, weights_path, which)
     print(f"predicting {len(paths)} image(s) with {source}"
           + (f", {len(people)} box(es) from {boxes}" if boxes else ", one person per image"),
           flush=True)
-    results = run(config, variables, paths, people, images)
+    results = run(config, predictor, paths, people, images)
     directory = output_dir(input_path, out)
     os.makedirs(directory, exist_ok=True)
     json_path = os.path.join(directory, JSON_NAME)

@@ -10,50 +10,37 @@ whole device part of evaluation:
          keypoints float32 [B, J, 2]      (x, y) in crop pixels
          scores    float32 [B, J]         heatmap maxima
 
-The batch size is free; the model carries programs for CPU and CUDA GPUs.  Keypoints are the official decoding (argmax, the quarter-pixel
-step with config.eval.post_process) mapped from heatmap to crop pixels; the caller maps
-crop pixels back to the image with the affine it cropped with.
+The batch size is free; the model carries programs for CPU and CUDA GPUs.  It is
+``inference.crop_outputs_fn`` over the BatchNorm-folded generator: keypoints are the
+configured decoding (config.eval.decode; the official one by default) mapped from
+heatmap to crop pixels; the caller maps crop pixels back to the image with the affine
+it cropped with.
 """
 from __future__ import annotations
 
 import os
 from typing import Any
 
-import jax
 import ml_collections
-import numpy as np
 
-from hrgan_jax import keypoints
-
-
-def inference_fn(config: ml_collections.ConfigDict, variables: Any):
-    """images uint8 (B, H, W, 3) -> dict(heatmaps, keypoints, scores); pure JAX, the
-    evaluation's own heatmaps and peaks."""
-    from hrgan_jax.evaluation import runner
-    heatmaps_of = runner.heatmaps_fn(config)
-    width, height = config.data.image_size
-    hm_width, hm_height = config.data.heatmap_size
-    stride = np.asarray([width / hm_width, height / hm_height], np.float32)
-
-    def fn(images):
-        heatmaps = heatmaps_of(variables, images)
-        coords, maxvals = keypoints.heatmap_peaks(heatmaps, config.eval.post_process)
-        return {"heatmaps": heatmaps, "keypoints": coords * stride, "scores": maxvals[..., 0]}
-
-    return fn
+from hrgan_jax import inference
 
 
-def write(config: ml_collections.ConfigDict, variables: Any, out_dir: str) -> str:
+def write(config: ml_collections.ConfigDict, variables: Any, out_dir: str,
+          heatmaps_only: bool = False) -> str:
     """Writes the SavedModel directory ``out_dir`` (atomically: a temporary sibling is
-    renamed into place) and returns it."""
+    renamed into place) and returns it.  ``heatmaps_only``: one pass of G, heatmaps
+    only (``inference.forward_fn``; for benchmarks against other runtimes' forward)."""
     import shutil
 
     import tensorflow as tf
     from jax.experimental import jax2tf
 
     width, height = config.data.image_size
-    variables = jax.tree.map(np.asarray, variables)
-    converted = jax2tf.convert(inference_fn(config, variables),
+    folded = inference.fold(config, variables)
+    fn = (inference.forward_fn if heatmaps_only else inference.crop_outputs_fn)(
+        config, folded, folded=True)
+    converted = jax2tf.convert(fn,
                                polymorphic_shapes=[f"(b, {height}, {width}, 3)"],
                                with_gradient=False,
                                native_serialization_platforms=("cpu", "cuda"))
@@ -67,3 +54,19 @@ def write(config: ml_collections.ConfigDict, variables: Any, out_dir: str) -> st
     shutil.rmtree(out_dir, ignore_errors=True)
     os.replace(tmp, out_dir)
     return out_dir
+
+
+def session_fn(path: str):
+    """``run(images uint8 (B,H,W,3) numpy) -> {heatmaps, keypoints, scores}`` numpy, by
+    TensorFlow from the SavedModel directory ``path`` (see the module docstring)."""
+    try:
+        import tensorflow as tf
+    except ImportError as e:
+        raise ImportError(f"running the SavedModel {path} needs TensorFlow "
+                          "(pip install tensorflow-cpu)") from e
+    serve = tf.saved_model.load(path).signatures["serving_default"]
+
+    def run(images):
+        return {k: v.numpy() for k, v in serve(images=tf.constant(images)).items()}
+
+    return run

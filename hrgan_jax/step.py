@@ -26,19 +26,10 @@ import ml_collections
 import optax
 
 from hrgan_jax import losses, models
+from hrgan_jax.inference import normalize_images
 from hrgan_jax.models.discriminator import resize_to_heatmap
 from hrgan_jax.state import GANState
 from hrgan_jax.targets import heatmap_targets
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-
-
-def normalize_images(images: jax.Array) -> jax.Array:
-    """uint8 RGB (B, H, W, 3) -> float32, ImageNet mean/std (torchvision ToTensor + Normalize)."""
-    x = images.astype(jnp.float32) / 255.0
-    return (x - jnp.asarray(IMAGENET_MEAN, jnp.float32)) / jnp.asarray(IMAGENET_STD, jnp.float32)
-
 
 def _tree_select(pred: jax.Array, on_true, on_false):
     return jax.tree.map(lambda a, b: jnp.where(pred, a, b), on_true, on_false)

@@ -267,6 +267,79 @@ def load_pretrained(variables: Mapping[str, Any], state_dict: Mapping[str, Any],
 
 
 # ---------------------------------------------------------------------------------------
+# BatchNorm folding (inference)
+
+
+@functools.lru_cache(maxsize=16)
+def _conv_bn_pairs(spec: models.NetSpec, net: str) -> tuple[tuple[tuple[str, ...], tuple[str, ...]], ...]:
+    """(conv path, BatchNorm path) for every BatchNorm, found by tracing the network:
+    the BatchNorm's input must be exactly the output of that convolution."""
+    model, x = models.network(spec, net)
+    conv_out: dict[int, tuple[tuple[str, ...], Any]] = {}  # the output kept alive: ids stay unique
+    pairs: list[tuple[tuple[str, ...], tuple[str, ...]]] = []
+
+    def record(next_fun, args, kwargs, context):
+        out = next_fun(*args, **kwargs)
+        if context.method_name == "__call__":
+            path = tuple(context.module.scope.path)
+            if isinstance(context.module, nn.Conv):
+                conv_out[id(out)] = (path, out)
+            elif isinstance(context.module, BatchNorm):
+                source = conv_out.get(id(args[0]), (None,))[0]
+                if source is None:
+                    raise ValueError(f"{'.'.join(path)}: a BatchNorm whose input is not a "
+                                     "convolution's output cannot be folded")
+                if (source, path) not in pairs:
+                    pairs.append((source, path))
+        return out
+
+    with nn.intercept_methods(record):
+        jax.eval_shape(model.init, jax.random.PRNGKey(0), x)
+    return tuple(pairs)
+
+
+def fold_batch_norm(variables: Mapping[str, Any], cfg: ml_collections.ConfigDict,
+                    net: str = "generator") -> dict[str, Any]:
+    """Eval-mode variables with every conv + BatchNorm pair made one conv with a bias.
+
+    For BN(conv(x)) = (conv(x) - mean) * s + beta with s = gamma / sqrt(var + eps):
+    kernel' = kernel * s (per output channel), bias' = beta - mean * s.  Returns
+    ``{"params"}`` only: each conv keeps its path with the scaled kernel, and each
+    BatchNorm's path holds just ``bias'`` (the conv's new bias, added right after it):
+    no scale, no batch statistics.  Run it with ``inference.apply_fn(config,
+    folded=True)``, where the BatchNorm becomes that bias add; a converter or compiler
+    sees conv + add, which ONNX Runtime and XLA fuse into one biased conv.  Computed in
+    float64 and stored as float32, so the folded network equals the unfolded one to
+    float32 rounding.
+    """
+    from hrgan_jax.models.hrnet import BN_EPS
+
+    def copy(tree):
+        return ({k: copy(v) for k, v in tree.items()} if isinstance(tree, Mapping)
+                else np.asarray(jax.device_get(tree)))
+
+    params, stats = copy(variables["params"]), variables["batch_stats"]
+
+    def sub(tree, path):
+        for p in path:
+            tree = tree[p]
+        return tree
+
+    for conv_path, bn_path in _conv_bn_pairs(models.validate(cfg), net):
+        conv, bn, st = sub(params, conv_path), sub(params, bn_path), sub(stats, bn_path)
+        if "bias" in conv:
+            raise ValueError(f"{'.'.join(conv_path)}: a conv with its own bias before a "
+                             "BatchNorm (not in HRNet) is not folded")
+        s = (np.asarray(bn["scale"], np.float64)
+             / np.sqrt(np.asarray(st["var"], np.float64) + BN_EPS))
+        conv["kernel"] = (np.asarray(conv["kernel"], np.float64) * s).astype(np.float32)
+        sub(params, bn_path[:-1])[bn_path[-1]] = {
+            "bias": (np.asarray(bn["bias"], np.float64)
+                     - np.asarray(st["mean"], np.float64) * s).astype(np.float32)}
+    return {"params": params}
+
+
+# ---------------------------------------------------------------------------------------
 # Files
 
 

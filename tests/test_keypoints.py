@@ -82,3 +82,43 @@ def test_decode_round_trip_through_the_crop_affine():
     coords, maxvals = keypoints.decode(heatmaps, center, scale, post_process=True)
     np.testing.assert_allclose(coords, joints, rtol=0, atol=1e-3)  # symmetric peak: no offset
     np.testing.assert_allclose(maxvals, 1.0)
+
+
+def _gaussian_heatmaps(centres, size=(48, 64), sigma=2.0):
+    """(1, h, w, J) float32 Gaussians (peak 1) at sub-pixel centres (J, 2) (x, y)."""
+    w, h = size
+    xs, ys = np.meshgrid(np.arange(w), np.arange(h))
+    maps = [np.exp(-((xs - cx) ** 2 + (ys - cy) ** 2) / (2 * sigma ** 2)) for cx, cy in centres]
+    return np.stack(maps, axis=-1)[None].astype(np.float32)
+
+
+def test_dark_recovers_sub_pixel_centres_better_than_the_quarter_offset():
+    centres = np.random.default_rng(0).uniform([6, 6], [41, 57], size=(200, 2))
+    hm = _gaussian_heatmaps(centres)
+    official, _ = keypoints.heatmap_peaks(hm, post_process=True)
+    dark, maxvals = keypoints.dark_peaks(hm, kernel=11)
+    err_official = np.linalg.norm(np.asarray(official)[0] - centres, axis=-1).mean()
+    err_dark = np.linalg.norm(np.asarray(dark)[0] - centres, axis=-1).mean()
+    # measured: official 0.196 px, DARK 0.0002 px mean distance to the true centre
+    assert err_official > 0.15, err_official
+    assert err_dark < 0.01, err_dark
+    # the scores are the official ones: the heatmaps' maxima
+    np.testing.assert_array_equal(np.asarray(maxvals)[0, :, 0], hm[0].max(axis=(0, 1)))
+
+
+def test_dark_leaves_border_and_empty_peaks_at_the_integer_peak():
+    hm = _gaussian_heatmaps([(1.3, 30.2), (20.4, 62.6)])
+    hm = np.concatenate([hm, -np.ones_like(hm[..., :1])], axis=-1)  # no positive value
+    dark, _ = keypoints.dark_peaks(hm)
+    official, _ = keypoints.heatmap_peaks(hm, post_process=False)
+    np.testing.assert_array_equal(np.asarray(dark), np.asarray(official))
+    np.testing.assert_array_equal(np.asarray(dark)[0, 2], [0.0, 0.0])
+
+
+def test_gaussian_blur_matches_cv2():
+    cv2 = pytest.importorskip("cv2")
+    hm = np.random.default_rng(1).random((1, 16, 12, 2)).astype(np.float32)
+    got = np.asarray(keypoints.gaussian_blur(hm, 11))
+    for j in range(2):
+        want = cv2.GaussianBlur(hm[0, :, :, j], (11, 11), 0)
+        np.testing.assert_allclose(got[0, :, :, j], want, rtol=0, atol=1e-5)

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from configs import default
-from hrgan_jax import cli, models, predict, weights
+from hrgan_jax import cli, inference, models, predict, weights
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
@@ -102,16 +102,18 @@ def test_stage1_config_official_default_and_yaml():
 
 def test_export_then_import_gives_identical_heatmaps(exported):
     config, out, variables = exported
-    assert sorted(p.name for p in out.iterdir()) == ["config.json", "generator.msgpack",
-                                                     "generator.safetensors",
-                                                     "generator_savedmodel"]
+    from hrgan_jax import onnx_export
+    onnx_files = [] if onnx_export.available() else ["generator.onnx", "generator_heatmaps.onnx"]
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        ["config.json", "generator.msgpack", "generator.safetensors", "generator_savedmodel"]
+        + onnx_files)
     assert json.loads((out / "config.json").read_text())["model"]["name"] == "small"
     g = models.generator(config.model)
     x = jax.random.normal(jax.random.PRNGKey(5), (2, 64, 64, 3))
     want = np.asarray(g.apply(variables, x))
     assert np.abs(want).max() > 1e-2  # not a degenerate all-zero comparison
     for name in ("generator.msgpack", "generator.safetensors"):
-        loaded = cli.load_generator(config, str(out / name))
+        loaded = inference.load_generator(config, str(out / name))
         assert np.array_equal(np.asarray(g.apply(loaded, x)), want), name
 
 
@@ -125,7 +127,6 @@ assert not any(m.split(".")[0] in ("flax", "hrgan_jax") for m in sys.modules)
 
 
 def test_saved_model_runs_without_the_package_and_matches(exported, tmp_path):
-    from hrgan_jax import saved_model
     config, out, variables = exported
     images = np.random.default_rng(0).integers(0, 256, (3, 64, 64, 3), dtype=np.uint8)
     np.save(tmp_path / "images.npy", images)
@@ -137,7 +138,7 @@ def test_saved_model_runs_without_the_package_and_matches(exported, tmp_path):
                        cwd=tmp_path, capture_output=True, text=True, env={"PATH": "/usr/bin:/bin"})
     assert r.returncode == 0, r.stderr[-3000:]
     got = np.load(tmp_path / "out.npz")
-    want = jax.jit(saved_model.inference_fn(config, variables))(images)
+    want = jax.jit(inference.crop_outputs_fn(config, variables))(images)  # BatchNorm not folded
     assert got["heatmaps"].shape == (3, 16, 16, 17) and got["keypoints"].shape == (3, 17, 2)
     scale = np.abs(want["heatmaps"]).max()
     assert scale > 1e-2
@@ -147,6 +148,53 @@ def test_saved_model_runs_without_the_package_and_matches(exported, tmp_path):
     agree = np.isclose(got["keypoints"], want["keypoints"]).all(-1).mean()
     assert agree > 0.95, agree
     assert got["keypoints"].max() <= 64 and got["keypoints"].min() >= 0
+
+
+_RUN_ONNX = """
+import sys, numpy as np, onnxruntime as ort
+images = np.load(sys.argv[2])
+out = {}
+for name in ("generator.onnx", "generator_heatmaps.onnx"):
+    session = ort.InferenceSession(sys.argv[1] + "/" + name, providers=["CPUExecutionProvider"])
+    for o, v in zip(session.get_outputs(), session.run(None, {"images": images})):
+        out[name.split(".")[0] + "/" + o.name] = v
+np.savez(sys.argv[3], **out)
+assert not any(m.split(".")[0] in ("jax", "flax", "hrgan_jax", "tensorflow") for m in sys.modules)
+"""
+
+
+def test_onnx_runs_without_jax_or_the_package_and_matches(exported, tmp_path):
+    from hrgan_jax import onnx_export
+    if onnx_export.available():
+        pytest.skip(onnx_export.available())
+    pytest.importorskip("onnxruntime")
+    config, out, variables = exported
+    images = np.random.default_rng(1).integers(0, 256, (5, 64, 64, 3), dtype=np.uint8)
+    np.save(tmp_path / "images.npy", images)
+    script = tmp_path / "run.py"
+    script.write_text(_RUN_ONNX)
+    # a fresh interpreter outside the repository: ONNX Runtime and numpy only
+    r = subprocess.run([sys.executable, str(script), str(out), str(tmp_path / "images.npy"),
+                        str(tmp_path / "out.npz")],
+                       cwd=tmp_path, capture_output=True, text=True, env={"PATH": "/usr/bin:/bin"})
+    assert r.returncode == 0, r.stderr[-3000:]
+    got = np.load(tmp_path / "out.npz")
+    # the reference: JAX, BatchNorm not folded, a batch size the export never saw
+    want = jax.jit(inference.crop_outputs_fn(config, variables))(images)
+    plain = jax.jit(inference.apply_fn(config))(variables, inference.normalize_images(images))
+    assert got["generator/heatmaps"].shape == (5, 16, 16, 17)
+    assert got["generator/keypoints"].shape == (5, 17, 2) and got["generator/scores"].shape == (5, 17)
+    for key, ref in (("generator/heatmaps", want["heatmaps"]), ("generator/scores", want["scores"]),
+                     ("generator_heatmaps/heatmaps", plain)):
+        ref = np.asarray(ref)
+        scale = np.abs(ref).max()
+        assert scale > 1e-1
+        rel = np.abs(got[key] - ref).max() / scale
+        assert rel < 1e-4, (key, rel)
+    # keypoints: equal but where the top two heatmap values tie within rounding
+    same = (got["generator/keypoints"] == np.asarray(want["keypoints"])).all(-1)
+    assert same.mean() > 0.95, same.mean()
+    assert not np.allclose(got["generator_heatmaps/heatmaps"], got["generator/heatmaps"])
 
 
 def _check_coco_results(results, image_ids, num_joints=17):
@@ -253,12 +301,62 @@ def test_launch_predict_error_is_one_clear_line(tmp_path):
     assert r.stderr.strip().splitlines()[-1].startswith(f"error: {tmp_path / 'x.jpg'}: cannot decode")
 
 
-def test_export_without_tensorflow_skips_only_the_saved_model(tmp_path, monkeypatch, capsys):
+def test_export_without_tensorflow_or_jax2onnx_skips_those_files(tmp_path, monkeypatch, capsys):
     config = small_config()
     src = tmp_path / "g.safetensors"
     weights.save_file(weights.trained_scale_state_dict(config.model, "generator", seed=3), src)
     monkeypatch.setitem(sys.modules, "tensorflow", None)  # import tensorflow -> ImportError
+    monkeypatch.setitem(sys.modules, "jax2onnx", None)  # and no ONNX converter
     cli.export(config, "generator", None, str(src), str(tmp_path / "export"))
     assert sorted(p.name for p in (tmp_path / "export").iterdir()) == [
         "config.json", "generator.msgpack", "generator.safetensors"]
-    assert "TensorFlow is not installed" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "TensorFlow is not installed" in printed
+    assert "skipped generator.onnx and generator_heatmaps.onnx: jax2onnx is not installed" in printed
+
+
+@pytest.mark.slow
+def test_evaluate_an_exported_model_as_deployed(exported, train_coco_root):
+    """--mode=evaluate --weights=generator.onnx / generator_savedmodel: the exported file
+    itself runs (its own runtime) and scores as the weights it came from."""
+    from hrgan_jax import onnx_export
+    config, out, _ = exported
+    config = small_config()
+    config.data.root = train_coco_root
+    config.eval.batch_size = 8  # the tests' 8 fake CPU devices
+    results = {name: cli.evaluate(config, None, str(out / name))
+               for name in ("generator.msgpack", "generator_savedmodel", "generator.onnx")
+               if (out / name).exists()}
+    if onnx_export.available() is None:
+        assert "generator.onnx" in results
+    want = results.pop("generator.msgpack")
+    assert results and set(want) == {k for r in results.values() for k in r}
+    for name, got in results.items():
+        for k, v in want.items():
+            assert abs(got[k] - v) < 0.02, (name, k, got[k], v)
+    # random weights score near 0 AP, so compare what was scored: the predictors themselves
+    crops = np.random.default_rng(4).integers(0, 256, (8, 64, 64, 3), dtype=np.uint8)
+    jax_coords, jax_scores = inference.load_predictor(config, None, str(out / "generator.msgpack"))[0](crops)
+    for name in results:
+        coords, scores = inference.load_predictor(config, None, str(out / name))[0](crops)
+        assert coords.shape == jax_coords.shape and scores.shape == jax_scores.shape
+        np.testing.assert_allclose(scores, jax_scores, rtol=0, atol=1e-5 * np.abs(jax_scores).max())
+        assert (coords == jax_coords).all(-1).mean() > 0.95, name
+
+
+def test_predict_with_an_exported_model(exported, images_dir, tmp_path):
+    from hrgan_jax import onnx_export
+    if onnx_export.available():
+        pytest.skip(onnx_export.available())
+    config, out, _ = exported
+    runs = {}
+    for name in ("generator.msgpack", "generator.onnx"):
+        path = predict.predict(config, str(images_dir), weights_path=str(out / name),
+                               out=str(tmp_path / name))
+        runs[name] = json.loads(pathlib.Path(path).read_text())
+    want, got = runs["generator.msgpack"], runs["generator.onnx"]
+    assert [r["file_name"] for r in got] == [r["file_name"] for r in want]
+    k_want = np.array([r["keypoints"] for r in want]).reshape(len(want), -1, 3)
+    k_got = np.array([r["keypoints"] for r in got]).reshape(len(got), -1, 3)
+    np.testing.assert_allclose(k_got[..., 2], k_want[..., 2], atol=1e-3)  # scores (3 decimals)
+    assert (np.abs(k_got[..., :2] - k_want[..., :2]) < 1e-2).all(-1).mean() > 0.95

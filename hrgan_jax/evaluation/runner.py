@@ -1,7 +1,7 @@
 """Evaluate a generator on the configured validation set: the official numbers.
 
 crops (data_pipeline.pipeline.evaluation) -> G in eval mode with the flip test, peaks
-on the device (``predict_fn``) -> every process's rows gathered -> inverse affine on
+on the device (``inference.predict_fn``) -> every process's rows gathered -> inverse affine on
 the host -> COCO (rescoring, OKS-NMS, COCOeval) or MPII (PCKh) on process 0 -> the same
 metrics returned on every process.
 """
@@ -16,37 +16,7 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from hrgan_jax import keypoints, models, parallel
-from hrgan_jax.step import normalize_images
-
-
-def heatmaps_fn(config: ml_collections.ConfigDict) -> Callable:
-    """``heatmaps(variables, images uint8 (B,H,W,3)) -> (B,h,w,J)``: G in eval mode; with
-    config.eval.flip_test the mirrored crops are averaged in (flipped back, pairs
-    swapped, shifted one pixel as the official flip test)."""
-    from data_pipeline.joints import FLIP_PAIRS
-    generator = models.generator(config.model)
-    flip_pairs = FLIP_PAIRS[config.data.name]
-    flip, shift = bool(config.eval.flip_test), bool(config.eval.shift_heatmap)
-
-    def heatmaps(variables, images):
-        x = normalize_images(images)
-        apply = lambda im: generator.apply(variables, im, train=False)
-        return keypoints.flip_test_heatmaps(apply, x, flip_pairs, shift) if flip else apply(x)
-
-    return heatmaps
-
-
-def predict_fn(config: ml_collections.ConfigDict) -> Callable:
-    """``predict(variables, images uint8 (B,H,W,3)) -> (coords (B,J,2) heatmap px, maxvals (B,J,1))``:
-    the peaks of ``heatmaps_fn``'s heatmaps."""
-    heatmaps = heatmaps_fn(config)
-    post = bool(config.eval.post_process)
-
-    def predict(variables, images):
-        return keypoints.heatmap_peaks(heatmaps(variables, images), post)
-
-    return predict
+from hrgan_jax import inference, keypoints, parallel
 
 
 def _gather(x) -> np.ndarray:
@@ -74,19 +44,25 @@ def _broadcast(results: dict) -> dict:
 
 
 def make_evaluator(config: ml_collections.ConfigDict, mesh, workdir: str | None = None,
-                   writer=None, out_dir: str | None = None) -> Callable[[Any, int], dict]:
+                   writer=None, out_dir: str | None = None,
+                   predictor: Callable | None = None) -> Callable[[Any, int], dict]:
     """``evaluate(generator_variables, step) -> metrics`` on config.data.val_split.
 
+    With ``predictor`` (``inference.load_predictor``'s: uint8 crops -> (coords, maxvals),
+    e.g. an exported ONNX or SavedModel model) that is evaluated instead, on the host
+    batches of one process, and ``generator_variables`` is ignored.
+
     Results files (COCO results JSON, MPII pred.mat) and the table as JSON go under
-    ``out_dir`` (default ``workdir/eval``, the training's own evaluations).  With a clu ``writer``, a grid of evaluation crops with predicted
-    skeletons (and true ones where the record has joints) goes to TensorBoard.
+    ``out_dir`` (default ``workdir/eval``, the training's own evaluations).  With a clu
+    ``writer``, a grid of evaluation crops with predicted skeletons (and true ones where
+    the record has joints) goes to TensorBoard.
     """
     from data_pipeline import pipeline
     from hrgan_jax import draw, evaluation
     from hrgan_jax.evaluation import coco, mpii
 
     rep, sharded = parallel.replicated(mesh), parallel.data_sharded(mesh)
-    predict = jax.jit(predict_fn(config), in_shardings=(rep, sharded),
+    predict = jax.jit(inference.predict_fn(config), in_shardings=(rep, sharded),
                       out_shardings=(sharded, sharded))
     global_batch = int(config.eval.batch_size)
     parallel.check_batch_size(global_batch, mesh)
@@ -96,9 +72,14 @@ def make_evaluator(config: ml_collections.ConfigDict, mesh, workdir: str | None 
     coco_gt = None
     lead = jax.process_index() == 0
 
+    if predictor is not None and jax.process_count() > 1:
+        raise ValueError("an exported model is evaluated by one process: run without "
+                         "--num_processes/--coordinator")
+
     def evaluate(variables, step: int) -> dict:
         nonlocal coco_gt
-        variables = parallel.replicate(variables, mesh)
+        if predictor is None:
+            variables = parallel.replicate(variables, mesh)
         batches, info = pipeline.evaluation(
             config.data, num_joints=int(config.model.num_joints), global_batch=global_batch,
             process_index=jax.process_index(), process_count=jax.process_count())
@@ -115,8 +96,11 @@ def make_evaluator(config: ml_collections.ConfigDict, mesh, workdir: str | None 
         pictures = None
         for i in range(num_batches):
             host = next(batches)
-            images = parallel.global_batch({"image": host["image"]}, mesh)["image"]
-            coords, maxvals = predict(variables, images)
+            if predictor is not None:
+                coords, maxvals = predictor(np.asarray(host["image"]))
+            else:
+                images = parallel.global_batch({"image": host["image"]}, mesh)["image"]
+                coords, maxvals = predict(variables, images)
             rows["coords"].append(_gather(coords))
             rows["maxvals"].append(_gather(maxvals))
             for k in ("center", "scale", "score", "area", "image_id", "index", "valid"):
