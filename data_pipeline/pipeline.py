@@ -379,6 +379,5 @@ def evaluation(data_cfg, *, num_joints: int, global_batch: int, process_index: i
     else:
         ann = mpii.gt_file(data_cfg.root)
     records = getattr(src, "records", None)
-    info = EvalInfo(n, num_batches, ann,
-                    list(records.image_path) if records is not None else None, records)
+    info = EvalInfo(n, num_batches, ann, records)
     return it, info

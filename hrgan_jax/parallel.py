@@ -50,9 +50,14 @@ def _gpu_present(environ) -> bool:
     platforms = environ.get("JAX_PLATFORMS", environ.get("JAX_PLATFORM_NAME", ""))
     if platforms and not any(p in platforms.lower() for p in ("cuda", "gpu")):
         return False
-    plugin = any(importlib.util.find_spec(m) is not None
-                 for m in ("jax_cuda12_plugin", "jax_cuda13_plugin", "jax_plugins.xla_cuda12",
-                           "jax_plugins.xla_cuda13"))
+    def installed(module: str) -> bool:
+        try:
+            return importlib.util.find_spec(module) is not None
+        except ModuleNotFoundError:  # its parent package (jax_plugins) is not installed
+            return False
+
+    plugin = any(installed(m) for m in ("jax_cuda12_plugin", "jax_cuda13_plugin",
+                                        "jax_plugins.xla_cuda12", "jax_plugins.xla_cuda13"))
     return plugin and bool(glob.glob("/dev/nvidia[0-9]*"))
 
 

@@ -24,6 +24,18 @@ def test_cpu_platform_is_not_a_gpu():
     assert not parallel._gpu_present({"JAX_PLATFORMS": "cpu"})
 
 
+def test_gpu_probe_without_any_jax_plugins_package(monkeypatch):
+    import importlib.util
+
+    def find_spec(name):  # as on a CPU machine: no jax_plugins package at all
+        if name.startswith("jax_plugins."):
+            raise ModuleNotFoundError("No module named 'jax_plugins'")
+        return None
+
+    monkeypatch.setattr(importlib.util, "find_spec", find_spec)
+    assert parallel._gpu_present({}) is False
+
+
 def test_kubernetes_job_matches_the_env_detection():
     text = (CLUSTER / "kubernetes-job.yaml").read_text()
     completions = int(re.search(r"completions: (\d+)", text).group(1))
