@@ -72,11 +72,32 @@ from ml_collections import config_flags
 
 MODES = ("train", "evaluate", "export", "check", "synth", "predict", "compare")
 
-config_flags.DEFINE_config_file(
-    "config", os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs", "default.py"),
-    "Config file, optionally ':' and its argument (configs/default.py:w48, "
-    "configs/coco_w32_256x192.py:paper); override any field with --config.<path>=<value>.",
-    lock_config=True)
+def _usage_error(message: str) -> None:
+    sys.stderr.write(f"FATAL Flags parsing error: {message}\n"
+                     "Pass --helpshort or --helpfull to see help on flags.\n")
+    sys.exit(1)
+
+
+def _unknown_field(error: Exception, argv) -> None:
+    """ml_collections' AttributeError/KeyError for an unknown --config.<path>, as one line."""
+    unknown = re.search(r"'(\w+)", str(error))
+    key = unknown.group(1) if unknown else ""
+    named = [a.split("=")[0] for a in argv[1:] if a.startswith("--config.")
+             and key in a.split("=")[0].split(".")]
+    suggestion = re.search(r'Did you mean "(\w+)"', str(error))
+    _usage_error(f"{', '.join(named) or 'a --config override'}: no such config field "
+                 f"{key!r}" + (f"; did you mean {suggestion.group(1)!r}?" if suggestion else
+                               "; configs/default.py lists every field"))
+
+
+try:  # without --config=, ml_collections applies the overrides to the default file here
+    config_flags.DEFINE_config_file(
+        "config", os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs", "default.py"),
+        "Config file, optionally ':' and its argument (configs/default.py:w48, "
+        "configs/coco_w32_256x192.py:paper); override any field with --config.<path>=<value>.",
+        lock_config=True)
+except (AttributeError, KeyError) as e:
+    _unknown_field(e, sys.argv)
 flags.DEFINE_enum("mode", None, MODES, "What to do; see the modes above.")
 flags.DEFINE_string("workdir", None, "train: the run's directory (created; resumed when it "
                     "holds checkpoints). evaluate/export: the run whose checkpoint to use.")
@@ -177,23 +198,10 @@ def _parse_flags(argv):
     except flags.Error as e:
         _usage_error(str(e))
     except (AttributeError, KeyError) as e:
-        unknown = re.search(r"'(\w+)", str(e))
-        key = unknown.group(1) if unknown else ""
-        named = [a.split("=")[0] for a in argv[1:] if a.startswith("--config.")
-                 and key in a.split("=")[0].split(".")]
-        suggestion = re.search(r'Did you mean "(\w+)"', str(e))
-        _usage_error(f"{', '.join(named) or 'a --config override'}: no such config field "
-                     f"{key!r}" + (f"; did you mean {suggestion.group(1)!r}?" if suggestion else
-                                   "; configs/default.py lists every field"))
+        _unknown_field(e, argv)
     except ValueError as e:
         _usage_error(str(e))
     return _quiet_libraries(argv)
-
-
-def _usage_error(message: str) -> None:
-    sys.stderr.write(f"FATAL Flags parsing error: {message}\n"
-                     "Pass --helpshort or --helpfull to see help on flags.\n")
-    sys.exit(1)
 
 
 def _quiet_libraries(argv):

@@ -107,6 +107,11 @@ def test_help_and_a_usage_error_in_a_fresh_interpreter():
     r = run("launch.py", "--mode=train")  # app.run turns a UsageError into status 1
     assert r.returncode == 1 and "--mode=train needs --workdir" in r.stderr
     assert "Traceback" not in r.stderr
+    # Without --config=, the overrides meet the default file while launch.py is imported.
+    r = run("launch.py", "--mode=check", "--config.model.num_jionts=3", "--weights=x")
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert "--config.model.num_jionts: no such config field 'num_jionts'; did you mean " \
+           "'num_joints'?" in r.stderr
 
 
 def test_the_installed_command_is_launch_py():
