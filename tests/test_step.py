@@ -104,8 +104,12 @@ def test_non_finite_step_leaves_the_state_unchanged():
 def _metric_rtol(name: str) -> float:
     """L_adv's gradient is taken through the *updated* D, and D's first Adam update is
     +-lr sign(g): elements whose gradient is at rounding level can flip between two
-    correct reduction orders, which moves that gradient's norm by ~1e-4 relative."""
-    return 2e-3 if name.startswith("adv_grad") else 1e-5
+    correct reduction orders, which moves that gradient's norm by ~1e-4 relative.  Other
+    gradient norms sum ~5,000 leaves reduced in another order (over 8 devices: 2.4e-5
+    seen for D's)."""
+    if name.startswith("adv_grad"):
+        return 2e-3
+    return 1e-4 if "grad" in name else 1e-5
 
 
 def test_batched_d_pass_equals_two_calls():
