@@ -14,7 +14,8 @@ image), ms per step back to back (the device never idle: the training loop's cas
 blocked (one step at a time), host dispatch time per step, images/s, MFU against the
 measured peak, and the allocator's peak memory per image.  results.json is rewritten
 after every row; the first GAN row also writes a profile trace of 3 steps (trace/).
-A row that would start after --budget seconds is recorded as skipped.
+The whole run stops by --deadline (470 s): a row still running then is stopped and
+recorded as such, and later rows as skipped.
 
 The GPU image has jax, flax, optax, orbax and numpy but not ml-collections: this
 script then gives the project's configs a small ConfigDict stand-in (attribute
@@ -260,8 +261,9 @@ def main(argv=None) -> int:
     p.add_argument("--out", required=True, help="directory for results.json and trace/")
     p.add_argument("--smoke", action="store_true", help="tiny preset, 64x64, small batches (CPU)")
     p.add_argument("--rows", default="", help="comma-separated rows instead of the plan")
-    p.add_argument("--budget", type=float, default=450.0, help="seconds after which no row starts")
-    p.add_argument("--row-timeout", type=float, default=240.0, help="seconds one row may take")
+    p.add_argument("--deadline", type=float, default=470.0,
+                   help="seconds for the whole run: a row is stopped at the deadline, and no row "
+                        "starts with less than 30 s left (default 470: under 8 minutes)")
     p.add_argument("--iters", type=int, default=0, help="timed steps per row (default 20; smoke 2)")
     p.add_argument("--block", action="store_true", help=f"make {', '.join(ABSENT_ON_GPU)} unimportable")
     p.add_argument("--child", default="", help=argparse.SUPPRESS)
@@ -294,22 +296,23 @@ def main(argv=None) -> int:
     peak_tflops = None
     for row in rows:
         elapsed = time.perf_counter() - start
-        if elapsed > args.budget:
-            results["rows"].append({"row": row, "skipped": f"budget: {elapsed:.0f} s elapsed"})
+        left = args.deadline - elapsed
+        if left < 30:
+            results["rows"].append({"row": row, "skipped": f"deadline: {elapsed:.0f} s elapsed"})
         else:
             cmd = [sys.executable, os.path.abspath(__file__), "--out", args.out, "--child", row,
                    "--iters", str(iters)] + (["--smoke"] if args.smoke else []) + (
                        ["--block"] if args.block else [])
             t0 = time.perf_counter()
             try:
-                proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.row_timeout)
+                proc = subprocess.run(cmd, capture_output=True, text=True, timeout=left)
                 lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
                 if lines:
                     r = json.loads(lines[-1][len("RESULT "):])
                 else:
                     r = {"row": row, "error": (proc.stderr or proc.stdout)[-2000:]}
             except subprocess.TimeoutExpired:
-                r = {"row": row, "error": f"timed out after {args.row_timeout:.0f} s"}
+                r = {"row": row, "error": f"stopped at the deadline after {left:.0f} s"}
             r["wall_s"] = time.perf_counter() - t0
             if row == "peak" and "tflops" in r:
                 peak_tflops = r["tflops"]

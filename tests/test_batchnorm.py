@@ -107,3 +107,17 @@ def test_interleaved_passes_equal_separate_calls_in_turn(group):
     np.testing.assert_allclose(y[:, 1].reshape(fake.shape), y_fake, rtol=1e-5, atol=1e-5)
     for key in ("mean", "var"):
         np.testing.assert_allclose(stats2[key], stats[key], rtol=1e-6)
+
+
+def test_bn_group_config_field():
+    from hrgan_jax import models
+    cfg = models.hrnet_config("tiny")
+    assert cfg.bn_group == 0 and models.validate(cfg).bn_group == 0
+    cfg.bn_group = -2
+    with pytest.raises(ValueError, match="model config field bn_group"):
+        models.generator(cfg)
+    from configs import coco_w32_256x192, mpii_w32_256x256
+    coco, mpii = coco_w32_256x192.get_config(), mpii_w32_256x256.get_config()
+    assert (coco.model.bn_group, mpii.model.bn_group) == (16, 8)  # the public code's per-GPU batch
+    assert coco.model.dtype == mpii.model.dtype == "bfloat16"
+    assert coco_w32_256x192.get_config("hrnet").model.bn_group == 32

@@ -14,11 +14,11 @@ SCRIPT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))
 
 
 def _run(out, rows=None):
-    cmd = [sys.executable, SCRIPT, "--out", str(out), "--smoke", "--block"]
+    cmd = [sys.executable, SCRIPT, "--out", str(out), "--smoke", "--block", "--deadline", "1800"]
     if rows:
         cmd += ["--rows", rows]
     env = dict(os.environ, XLA_FLAGS="")  # one CPU device, as on one GPU
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900, env=env)
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1900, env=env)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return json.loads((out / "results.json").read_text())["rows"]
 
