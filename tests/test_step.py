@@ -164,10 +164,16 @@ def test_grouped_batchnorm_needs_no_communication_and_ignores_the_device_count()
     (one, m1), (eight, m8) = results[1], results[8]
     for name in m1:
         np.testing.assert_allclose(m8[name], m1[name], rtol=_metric_rtol(name), err_msg=name)
-    for field in ("g_stats", "d_params", "d_stats", "d_opt", "g_opt"):
+    for field in ("g_stats", "d_stats", "d_opt", "g_opt"):
         err = relative_error(_leaves(getattr(eight, field)), _leaves(getattr(one, field)))
         assert err < 1e-5, (field, err)
-    assert relative_error(_leaves(eight.g_params), _leaves(one.g_params)) < 2e-4
+    # The optimisers' moments agree to 1e-5, so the gradients do; the first Adam (D) and
+    # RMSprop (G) updates are +-lr sign(g), so an element whose gradient is at rounding
+    # level can move the other way: a few elements differ by 2 lr, the rest agree.
+    for field in ("d_params", "g_params"):
+        a, b = _leaves(getattr(eight, field)), _leaves(getattr(one, field))
+        assert relative_error(a, b) < 2e-4, field
+        assert np.mean(np.abs(a - b) > 1e-5 * (np.abs(b) + 1e-3)) < 1e-2, field
 
 
 def test_bn_group_must_divide_the_per_device_batch():
