@@ -11,13 +11,13 @@ matter of pointing this at the runs, wherever they were trained.
 """
 from __future__ import annotations
 
-import glob
 import json
 import math
 import os
-import re
 
 import numpy as np
+
+from hrgan_jax import draw
 
 # Per dataset: the headline metric, and the columns the table shows beside it.
 COLUMNS = {"coco": ("AP", ("Ap .5", "AP .75", "AP (M)", "AP (L)", "AR")),
@@ -50,27 +50,10 @@ def read_run(workdir: str) -> dict:
         raise CompareError(f"{workdir}: no config.json, so not a training workdir")
     with open(path) as f:
         config = json.load(f)
-    evaluations = {}
-    for name in glob.glob(os.path.join(workdir, "eval", "results_*.json")):
-        match = re.fullmatch(r"results_(\d+)\.json", os.path.basename(name))
-        if match:
-            with open(name) as f:
-                evaluations[int(match.group(1))] = json.load(f)
-    history = []
-    metrics = os.path.join(workdir, "metrics.jsonl")
-    if os.path.exists(metrics):
-        rows = {}
-        with open(metrics) as f:
-            for line in f:
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError:
-                    continue  # a line cut short by a kill
-                rows[row["step"]] = row  # a resumed run rewrites later steps: keep the last
-        history = [rows[s] for s in sorted(rows)]
     return {"name": variant(config), "workdir": workdir, "seed": config.get("seed", 0),
             "dataset": config.get("data", {}).get("name", "coco"),
-            "evaluations": dict(sorted(evaluations.items())), "history": history}
+            "evaluations": draw.read_evaluations(workdir),
+            "history": list(draw.read_metrics(workdir).values())}
 
 
 def _fmt(value, scale: float = 1.0, digits: int = 3) -> str:

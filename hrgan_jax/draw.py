@@ -158,15 +158,10 @@ def plot_curves(history: dict, path) -> str:
     return path
 
 
-def read_history(workdir) -> dict:
-    """name -> [(step, value), ...] of a training run: every number in metrics.jsonl
-    (the last row of a step wins: a resumed run rewrites later steps; a line cut short by
-    a kill is skipped) and, as 'eval/<name>', EVAL_CURVES from eval/results_<step>.json."""
-    import glob
+def read_metrics(workdir) -> dict[int, dict]:
+    """step -> row of a training run's metrics.jsonl, in step order: the last row of a step
+    wins (a resumed run rewrites later steps); a line cut short by a kill is skipped."""
     import json
-
-    from hrgan_jax import evaluation
-
     rows: dict[int, dict] = {}
     metrics = os.path.join(workdir, "metrics.jsonl")
     if os.path.exists(metrics):
@@ -177,22 +172,39 @@ def read_history(workdir) -> dict:
                 except json.JSONDecodeError:
                     continue
                 rows[int(row["step"])] = row
-    history: dict[str, list] = {}
-    for step in sorted(rows):
-        for name, value in rows[step].items():
-            if name != "step" and isinstance(value, (int, float)) and math.isfinite(value):
-                history.setdefault(name, []).append((step, float(value)))
+    return dict(sorted(rows.items()))
+
+
+def read_evaluations(workdir) -> dict[int, dict]:
+    """step -> the evaluation table of a training run (eval/results_<step>.json, official
+    names), in step order; unreadable files are skipped."""
+    import glob
+    import json
     results = {}
     for path in glob.glob(os.path.join(workdir, "eval", "results_*.json")):
         try:
             with open(path) as f:
                 row = json.load(f)
-            results[int(row["step"])] = evaluation.scalar_names(row)
+            results[int(row["step"])] = row
         except (OSError, ValueError, KeyError):
             continue
-    for step in sorted(results):
+    return dict(sorted(results.items()))
+
+
+def read_history(workdir) -> dict:
+    """name -> [(step, value), ...] of a training run: every number in metrics.jsonl
+    (read_metrics) and, as 'eval/<name>', EVAL_CURVES from its evaluations."""
+    from hrgan_jax import evaluation
+
+    history: dict[str, list] = {}
+    for step, row in read_metrics(workdir).items():
+        for name, value in row.items():
+            if name != "step" and isinstance(value, (int, float)) and math.isfinite(value):
+                history.setdefault(name, []).append((step, float(value)))
+    for step, row in read_evaluations(workdir).items():
+        results = evaluation.scalar_names(row)
         for name in EVAL_CURVES:
-            value = results[step].get(name)
+            value = results.get(name)
             if isinstance(value, (int, float)) and math.isfinite(value):
                 history.setdefault(f"eval/{name}", []).append((step, float(value)))
     return history

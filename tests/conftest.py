@@ -71,6 +71,16 @@ def train_coco_root(tmp_path_factory):
     return str(root)
 
 
+def small_config(size=(64, 64)):
+    """The default config with the small network on size (w, h) inputs, eval batch 4."""
+    from configs.default import get_config
+    config = get_config("small")
+    config.data.image_size = size
+    config.data.heatmap_size = (size[0] // 4, size[1] // 4)
+    config.eval.batch_size = 4
+    return config
+
+
 def tiny_train_config(**overrides):
     """The default config with the tiny network on 64x64 inputs: a train step in seconds."""
     from configs.default import get_config

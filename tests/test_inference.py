@@ -3,16 +3,8 @@ import jax
 import numpy as np
 import pytest
 
-from configs import default
+from conftest import small_config
 from hrgan_jax import inference, weights
-
-
-def small_config(size=(64, 64)):
-    config = default.get_config("small")
-    config.data.image_size = size
-    config.data.heatmap_size = (size[0] // 4, size[1] // 4)
-    config.eval.batch_size = 4
-    return config
 
 
 @pytest.fixture(scope="module")
