@@ -98,6 +98,17 @@ def tiny_train_config(**overrides):
     return config
 
 
+def metric_rtol(name: str) -> float:
+    """How far a train-step metric may move when the same step runs in another reduction
+    order (other devices, processes or a batched pass).  L_adv's gradient is taken
+    through the *updated* D, whose first Adam update is +-lr sign(g): elements whose
+    gradient is at rounding level can flip, which moves that gradient's norm by ~3e-4
+    relative (measured); other gradient norms sum ~5,000 leaves in another order."""
+    if name.split("/")[-1].startswith("adv_grad"):
+        return 2e-3
+    return 1e-4 if "grad" in name else 1e-5
+
+
 def random_batch(seed: int, batch: int = 8, joints: int = 17, size=(64, 64)):
     """A host batch as the pipeline yields it: uint8 images, joints in input pixels."""
     rng = np.random.default_rng(seed)

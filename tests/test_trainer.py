@@ -63,23 +63,25 @@ def test_sigterm_saves_the_step_it_stopped_at_and_the_next_run_continues(
                                   "eval.every_epochs": -1})
     previous = signal.getsignal(signal.SIGTERM)
     with monkeypatch.context() as patch:
-        # The batch of the update to step 4 comes with a SIGTERM to this process (a real
-        # one to a training subprocess: tests/test_faults.py, status and timing too).
+        # Reading batch 3 comes with a SIGTERM to this process (a real one to a training
+        # subprocess: tests/test_faults.py, status and timing too).  The trainer reads two
+        # batches ahead (parallel.prefetch_to_mesh), so batch 3 is read just before the
+        # update to step 2, and the run stops after that update.
         edit_train_batches(patch, lambda k, batch: (k == 3 and os.kill(os.getpid(), signal.SIGTERM))
                            or batch)
         trainer.train_and_evaluate(config, str(tmp_path), devices=ONE)
     assert signal.getsignal(signal.SIGTERM) is previous  # the trainer's handler is gone
     out = capsys.readouterr().out
     stopped = [line for line in out.splitlines() if line.startswith("stopped at step")]
-    assert stopped == [f"stopped at step 4: checkpoint saved in {tmp_path / 'checkpoints'}/4"], out
+    assert stopped == [f"stopped at step 2: checkpoint saved in {tmp_path / 'checkpoints'}/2"], out
     # No regular save before step 1000: this one exists because of the signal.
-    assert sorted(os.listdir(tmp_path / "checkpoints")) == ["4"]
+    assert sorted(os.listdir(tmp_path / "checkpoints")) == ["2"]
     assert not os.path.exists(tmp_path / "curves.png")  # drawn when a run completes
 
-    config.train.steps = 5
+    config.train.steps = 3
     trainer.train_and_evaluate(config, str(tmp_path), devices=ONE)
-    assert "resuming from step 4 of 5" in capsys.readouterr().out
-    assert latest_state(config, str(tmp_path))[0] == 5
+    assert "resuming from step 2 of 3" in capsys.readouterr().out
+    assert latest_state(config, str(tmp_path))[0] == 3
 
 
 def test_a_checkpoint_of_another_network_is_refused_naming_both(train_coco_root, tmp_path):
