@@ -99,6 +99,11 @@ class Checkpoints:
         pick = max if self.best_mode == "max" else min
         return pick(scored)[1]
 
+    def due(self, step: int, force: bool = False) -> bool:
+        """Whether ``save(step, ..., force)`` would write a checkpoint (so a caller builds
+        the state it saves only then)."""
+        return step not in self.all_steps() and (force or self._manager.should_save(step))
+
     def save(self, step: int, state: Any, meta: dict, force: bool = False) -> bool:
         """Save (asynchronously) when the interval says so, or always with ``force``."""
         if step in self.all_steps():

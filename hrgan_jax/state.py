@@ -7,6 +7,7 @@ the config (``optimizers``), not state.
 """
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import flax
@@ -35,8 +36,37 @@ class GANState:
     def generator_variables(self) -> dict:
         return {"params": self.g_params, "batch_stats": self.g_stats}
 
-    def discriminator_variables(self) -> dict:
-        return {"params": self.d_params, "batch_stats": self.d_stats}
+
+class FlatLayout:
+    """The train state as one 1-D buffer per dtype, and back.
+
+    Launching a jitted call costs the host time per argument leaf: the W32 state has
+    ~5,500 leaves, which on a GPU would take longer to hand over than a tenth of the
+    step (benchmarks/NOTES.md, "Host dispatch").  The trainer's jitted step therefore
+    takes and returns ``ravel(state)`` (a few buffers) and unravels it inside, where
+    the slices and the concatenation are device work XLA fuses.  Exact: the leaves are
+    copied, never cast.
+    """
+
+    def __init__(self, state: Any):
+        leaves, self.treedef = jax.tree.flatten(state)  # arrays or ShapeDtypeStructs
+        self.shapes = tuple(tuple(x.shape) for x in leaves)
+        self.dtypes = tuple(jnp.dtype(x.dtype).name for x in leaves)
+
+    def ravel(self, state: Any) -> dict[str, jax.Array]:
+        groups: dict[str, list] = {}
+        for leaf, dtype in zip(jax.tree.leaves(state), self.dtypes, strict=True):
+            groups.setdefault(dtype, []).append(jnp.ravel(leaf))
+        return {dtype: jnp.concatenate(parts) for dtype, parts in groups.items()}
+
+    def unravel(self, buffers: dict[str, jax.Array]) -> Any:
+        offsets = dict.fromkeys(buffers, 0)
+        leaves = []
+        for shape, dtype in zip(self.shapes, self.dtypes):
+            start, size = offsets[dtype], math.prod(shape)
+            leaves.append(buffers[dtype][start:start + size].reshape(shape))
+            offsets[dtype] = start + size
+        return jax.tree.unflatten(self.treedef, leaves)
 
 
 def learning_rate(base_lr: float, optim: ml_collections.ConfigDict,

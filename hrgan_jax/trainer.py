@@ -200,8 +200,18 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     g_tx, d_tx, g_lr, d_lr = state_lib.optimizers(config, steps_per_epoch)
     train_step = step_lib.make_train_step(config, g_tx, d_tx, g_lr, d_lr)
     rep, batch_sharding = parallel.replicated(mesh), parallel.data_sharded(mesh)
-    jit_step = jax.jit(train_step, in_shardings=(rep, batch_sharding), out_shardings=(rep, rep),
+    # The step takes and returns the state as a few flat buffers (state_lib.FlatLayout):
+    # handing ~5,500 leaves to every call would cost the host more than a GPU step's tenth.
+    layout = state_lib.FlatLayout(abstract_state(config, g_tx, d_tx, mesh))
+
+    def flat_step(buffers, batch):
+        new_state, metrics = train_step(layout.unravel(buffers), batch)
+        return layout.ravel(new_state), metrics
+
+    jit_step = jax.jit(flat_step, in_shardings=(rep, batch_sharding), out_shardings=(rep, rep),
                        donate_argnums=0)
+    to_buffers = jax.jit(layout.ravel, out_shardings=rep)
+    to_state = jax.jit(layout.unravel, out_shardings=rep)
 
     # ---- initialise, or restore the latest checkpoint ----------------------------------
     ckpt = ckpt_lib.Checkpoints(os.path.join(workdir, "checkpoints"),
@@ -269,15 +279,17 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
 
     # ---- the loop ----------------------------------------------------------------------
     step = start
+    buffers = to_buffers(state)
+    del state  # from here on the state lives in ``buffers``; to_state(buffers) rebuilds it
     with _Preemption() as preemption:
         try:
             while step < total:
                 with jax.profiler.StepTraceAnnotation("train", step_num=step):
                     batch = next(device_batches)
                     if step == start:  # compile first, then start every process's collectives together
-                        jit_step = jit_step.lower(state, batch).compile()
+                        jit_step = jit_step.lower(buffers, batch).compile()
                         parallel.barrier("train_step_compiled")
-                    state, metrics = jit_step(state, batch)
+                    buffers, metrics = jit_step(buffers, batch)
                 window.add(step, metrics)
                 step += 1
                 timing(step)
@@ -293,11 +305,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                 else:
                     stop = preemption.requested
                 # Save before evaluating: an evaluation that fails (or is killed) loses nothing.
-                ckpt.save(step, state, {**meta, "step": step}, force=save_now or stop)
+                saving = ckpt.due(step, force=save_now or stop)
+                snapshot = to_state(buffers) if saving or evaluate_now else None
+                if saving:
+                    ckpt.save(step, snapshot, {**meta, "step": step}, force=True)
                 if evaluate_now:
                     with timing.timed("evaluate"):
-                        last_eval = _evaluate(evaluator, state, step, ckpt)
+                        last_eval = _evaluate(evaluator, snapshot, step, ckpt)
                     writer.write_scalars(step, evaluation.tensorboard_scalars(last_eval))
+                del snapshot
                 if stop:
                     ckpt.wait()
                     logging.warning("stopped at step %d by a signal; checkpoint saved", step)
@@ -307,7 +323,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
 
             # ---- the end ---------------------------------------------------------------
             report(step)
-            total_skipped = int(parallel.to_host(state.skipped))
+            total_skipped = int(parallel.to_host(to_state(buffers).skipped))
             if lead and total_skipped:
                 print(f"{total_skipped} of {step} updates were skipped as non-finite "
                       f"(config.train.nan_policy=skip)", flush=True)

@@ -108,3 +108,21 @@ def test_a_checkpoint_of_another_network_is_refused_naming_both(train_coco_root,
     assert "g_params.final_layer.kernel: checkpoint (1, 1, 8, 17), this run (3, 3, 8, 17)" \
         in str(e.value)
     assert os.listdir(tmp_path / "checkpoints") == ["3"]  # nothing lost or overwritten
+
+
+def test_the_flat_state_the_step_takes_is_the_state_exactly():
+    """state_lib.FlatLayout: one buffer per dtype (the trainer's jitted step takes these,
+    not ~5,500 leaves), and back to the same pytree, bit for bit, inside jit."""
+    config = tiny_train_config()
+    g_tx, d_tx, _, _ = state_lib.optimizers(config, steps_per_epoch=2)
+    state = state_lib.create(config, g_tx, d_tx).replace(step=jax.numpy.int32(7))
+    layout = state_lib.FlatLayout(state_lib.abstract(config, g_tx, d_tx))
+    buffers = jax.jit(layout.ravel)(state)
+    leaves = jax.tree.leaves(state)
+    assert sorted(buffers) == sorted({x.dtype.name for x in leaves})
+    assert sum(b.size for b in buffers.values()) == sum(x.size for x in leaves)
+    back = jax.jit(layout.unravel)(buffers)
+    assert jax.tree.structure(back) == jax.tree.structure(state)
+    for x, y in zip(leaves, jax.tree.leaves(back), strict=True):
+        assert (x.shape, x.dtype) == (y.shape, y.dtype)
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
