@@ -68,6 +68,13 @@ class FlatLayout:
             offsets[dtype] = start + size
         return jax.tree.unflatten(self.treedef, leaves)
 
+    def step(self, train_step):
+        """``train_step(state, batch)`` as ``(buffers, batch) -> (buffers, metrics)``."""
+        def flat_step(buffers, batch):
+            new_state, metrics = train_step(self.unravel(buffers), batch)
+            return self.ravel(new_state), metrics
+        return flat_step
+
 
 def learning_rate(base_lr: float, optim: ml_collections.ConfigDict,
                   steps_per_epoch: int) -> optax.Schedule:
