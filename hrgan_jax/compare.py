@@ -104,6 +104,38 @@ def table(runs: list[dict]) -> str:
     return "\n".join(lines) + f"\n\nMetrics: {unit}; k_t and the gradient ratio from metrics.jsonl.\n"
 
 
+def by_variant(runs: list[dict]) -> str:
+    """The markdown table over seeds: one row per variant (runs with the same name), the
+    mean, lowest and highest of the best and of the final headline metric, and the
+    seeds; empty when no variant has more than one run."""
+    groups: dict[str, list[dict]] = {}
+    for run in runs:
+        groups.setdefault(run["name"], []).append(run)
+    if all(len(g) < 2 for g in groups.values()):
+        return ""
+    dataset = runs[0]["dataset"]
+    headline, _ = COLUMNS.get(dataset, COLUMNS["coco"])
+    scale = 1.0 if dataset == "mpii" else 100.0
+
+    def spread(values):
+        values = [v * scale for v in values if v is not None]
+        if not values:
+            return "-"
+        return f"{np.mean(values):.2f} ({min(values):.2f} to {max(values):.2f})"
+
+    lines = [f"| variant | seeds | best {headline}: mean (range) | final {headline}: mean (range) "
+             f"| median adv/content grad |", "|---|---|---|---|---|"]
+    for name, group in groups.items():
+        summaries = [summary(r) for r in group]
+        ratios = [x["ratio_median"] for x in summaries if x["ratio_median"] is not None]
+        lines.append("| " + " | ".join([
+            name, ", ".join(str(r["seed"]) for r in group),
+            spread([x["best"] for x in summaries]),
+            spread([x["final"].get(headline) for x in summaries]),
+            _fmt(float(np.median(ratios)) if ratios else None, digits=4)]) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def plot(runs: list[dict], path: str) -> str:
     """The evaluation metric against the step, one line per run."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -141,5 +173,8 @@ def compare(workdirs: list[str], out: str) -> tuple[str, str]:
     md = os.path.join(out, "compare.md")
     with open(md, "w") as f:
         f.write(table(runs))
+        over_seeds = by_variant(runs)
+        if over_seeds:
+            f.write("\nOver seeds:\n\n" + over_seeds)
     png = plot(runs, os.path.join(out, "compare.png"))
     return md, png

@@ -91,3 +91,18 @@ def test_compare_two_tiny_runs_gives_the_table_and_the_plot(two_runs, tmp_path):
     assert compare.table([run]).splitlines()[2].startswith("| HRGAN, no equilibrium (beta_g 0.01) | 1 | - |")
     with pytest.raises(compare.CompareError, match="no config.json"):
         compare.compare([str(tmp_path)], str(tmp_path / "cmp"))
+
+
+def test_compare_summarises_each_variant_over_its_seeds():
+    def run(name, seed, values, ratio):
+        evals = {100 * (i + 1): {"Mean": v} for i, v in enumerate(values)}
+        return {"name": name, "seed": seed, "dataset": "mpii", "workdir": "",
+                "evaluations": evals,
+                "history": [{"k": 0.0, "adv_grad_ratio": ratio}] if ratio else [{}]}
+    runs = [run("HRNet", 0, [30.0, 41.0], None), run("HRNet", 1, [32.0, 40.0], None),
+            run("HRGAN", 0, [29.0, 38.0], 2e-4), run("HRGAN", 1, [42.0, 40.0], 4e-4)]
+    lines = compare.by_variant(runs).splitlines()
+    assert lines[0].startswith("| variant | seeds | best Mean: mean (range) | final Mean")
+    assert lines[2] == "| HRNet | 0, 1 | 40.50 (40.00 to 41.00) | 40.50 (40.00 to 41.00) | - |"
+    assert lines[3] == "| HRGAN | 0, 1 | 40.00 (38.00 to 42.00) | 39.00 (38.00 to 40.00) | 0.0003 |"
+    assert compare.by_variant(runs[:1]) == ""  # one run per variant: no summary
