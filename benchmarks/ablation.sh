@@ -19,7 +19,7 @@ if [ ! -f "$OUT/data/.complete" ]; then
 fi
 runs=()
 for seed in $SEEDS; do
-  for variant in hrnet hrgan no_equilibrium tw_in_d strong; do
+  for variant in hrnet hrgan no_equilibrium tw_in_d strong act; do
     run="$OUT/${variant}_s${seed}"
     runs+=("$run")
     if [ -f "$run/.complete" ]; then echo "done: $run"; continue; fi
