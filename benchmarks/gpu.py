@@ -205,7 +205,8 @@ def row_step(kind: str, dtype: str, per_device: int, preset: str, size, bn_group
                 state, metrics = compiled(state, batch)
             jax.block_until_ready(metrics)
     return _finish(dict(row=f"{kind}:{dtype}:{per_device}", kind=kind, dtype=dtype,
-                        per_device=per_device, devices=n_dev, bn_group=group, state_leaves=leaves, state_buffers=len(state),
+                        per_device=per_device, devices=n_dev, bn_group=group,
+                        state_leaves=leaves, state_buffers=len(state),
                         lower_s=t1 - t0, compile_s=t2 - t1, finite=finite, **timing),
                    flops, bytes_accessed, global_batch, n_dev)
 

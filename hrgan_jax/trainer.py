@@ -203,8 +203,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     # The step takes and returns the state as a few flat buffers (state_lib.FlatLayout):
     # handing ~5,500 leaves to every call would cost the host more than a GPU step's tenth.
     layout = state_lib.FlatLayout(abstract_state(config, g_tx, d_tx, mesh))
-    jit_step = jax.jit(layout.step(train_step), in_shardings=(rep, batch_sharding), out_shardings=(rep, rep),
-                       donate_argnums=0)
+    jit_step = jax.jit(layout.step(train_step), in_shardings=(rep, batch_sharding),
+                       out_shardings=(rep, rep), donate_argnums=0)
     to_buffers = jax.jit(layout.ravel, out_shardings=rep)
     to_state = jax.jit(layout.unravel, out_shardings=rep)
 
