@@ -52,8 +52,8 @@ def main(_):
     dt = time.perf_counter() - t
     cores = len(os.sched_getaffinity(0))
     total = FLAGS.steps * FLAGS.batch / dt
-    print(f"| records | batch | cores | images/s | images/s per core |")
-    print(f"| --- | --- | --- | --- | --- |")
+    print("| records | batch | cores | images/s | images/s per core |")
+    print("| --- | --- | --- | --- | --- |")
     print(f"| {it.info.num_records} | {FLAGS.batch} | {cores} | {total:.0f} | {total / cores:.0f} |")
 
 

@@ -188,7 +188,7 @@ def main(argv=None) -> None:
             print(f"round {r + 1} (load average {load:.1f} -> {os.getloadavg()[0]:.1f}): "
                   + ", ".join(f"{n} {v[-1]:.2f}" for n, v in speeds.items()), flush=True)
     base = statistics.median(speeds["official PyTorch float32"])
-    print(f"\n| runtime | images/s (median of rounds) | rounds | vs PyTorch | heatmaps rel. error vs PyTorch |")
+    print("\n| runtime | images/s (median of rounds) | rounds | vs PyTorch | heatmaps rel. error vs PyTorch |")
     print("| --- | --- | --- | --- | --- |")
     for name, v in speeds.items():
         med = statistics.median(v)

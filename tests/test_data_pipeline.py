@@ -6,7 +6,7 @@ import os
 import numpy as np
 import pytest
 
-from data_helpers import coco_cfg, write_coco, write_jpeg, write_mpii, texture
+from data_helpers import coco_cfg, write_coco, write_mpii
 from data_pipeline import coco, mpii, pipeline
 from data_pipeline.affine import box_to_center_scale, clip_box
 from data_pipeline.records import DataError
