@@ -106,7 +106,7 @@ class Checkpoints:
 
     def save(self, step: int, state: Any, meta: dict, force: bool = False) -> bool:
         """Save (asynchronously) when the interval says so, or always with ``force``."""
-        if step in self.all_steps():
+        if not self.due(step, force):
             return False
         args = ocp.args.Composite(state=ocp.args.StandardSave(state),
                                   meta=ocp.args.JsonSave(meta))

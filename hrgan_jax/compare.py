@@ -25,6 +25,12 @@ COLUMNS = {"coco": ("AP", ("Ap .5", "AP .75", "AP (M)", "AP (L)", "AR")),
 DEFAULTS = {"beta_g": 1e-4, "gamma": 0.5, "lambda_k": 1e-3}
 
 
+def _metric(dataset: str) -> tuple[str, tuple[str, ...], float]:
+    """(headline, other columns, scale to percent) of a dataset's evaluation table."""
+    headline, others = COLUMNS.get(dataset, COLUMNS["coco"])
+    return headline, others, 1.0 if dataset == "mpii" else 100.0  # COCO's fractions as %
+
+
 class CompareError(ValueError):
     """A workdir that is not a training run (the message names it)."""
 
@@ -82,8 +88,7 @@ def summary(run: dict) -> dict:
 def table(runs: list[dict]) -> str:
     """The markdown table: one row per run."""
     dataset = runs[0]["dataset"]
-    headline, others = COLUMNS.get(dataset, COLUMNS["coco"])
-    scale = 1.0 if dataset == "mpii" else 100.0  # COCO's fractions as percentages
+    headline, others, scale = _metric(dataset)
     header = (["run", "seed", f"best {headline}", "at step", f"final {headline}", "at step"]
               + [f"final {c}" for c in others]
               + ["k_t final", "k_t max", "steps with k_t > 0", "median adv/content grad"])
@@ -113,9 +118,7 @@ def by_variant(runs: list[dict]) -> str:
         groups.setdefault(run["name"], []).append(run)
     if all(len(g) < 2 for g in groups.values()):
         return ""
-    dataset = runs[0]["dataset"]
-    headline, _ = COLUMNS.get(dataset, COLUMNS["coco"])
-    scale = 1.0 if dataset == "mpii" else 100.0
+    headline, _, scale = _metric(runs[0]["dataset"])
 
     def spread(values):
         values = [v * scale for v in values if v is not None]

@@ -300,10 +300,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                 else:
                     stop = preemption.requested
                 # Save before evaluating: an evaluation that fails (or is killed) loses nothing.
-                saving = ckpt.due(step, force=save_now or stop)
+                force = save_now or stop
+                saving = ckpt.due(step, force)
                 snapshot = to_state(buffers) if saving or evaluate_now else None
                 if saving:
-                    ckpt.save(step, snapshot, {**meta, "step": step}, force=True)
+                    ckpt.save(step, snapshot, {**meta, "step": step}, force=force)
                 if evaluate_now:
                     with timing.timed("evaluate"):
                         last_eval = _evaluate(evaluator, snapshot, step, ckpt)
