@@ -27,14 +27,16 @@ $(STAMP): requirements.txt pyproject.toml
 	  || echo "note: no local CPU PyTorch wheel; the tests that read .pth files will be skipped"
 	touch $(STAMP)
 
-# The whole suite, then its 15 slowest tests.
+# The whole suite on every core (pytest-xdist; at most 4 workers: each holds a few GB),
+# then its 15 slowest tests.
+PYTEST := $(PY) -m pytest -q -n auto --maxprocesses=4 --dist worksteal
 test: $(STAMP)
-	$(PY) -m pytest -q --durations=15
+	$(PYTEST) --durations=15
 
 # The edit-test loop: everything but the tests marked slow (training runs, subprocesses,
 # multi-device equality); those still run in `make test`.
 test-fast: $(STAMP)
-	$(PY) -m pytest -q -m "not slow" --durations=10
+	$(PYTEST) -m "not slow" --durations=10
 
 # The demo: HRGAN learns to find the joints of rendered figures, end to end on a CPU
 # (~15 minutes on 2 cores).  Everything goes under demo_out/: data/ (synthetic COCO-format

@@ -63,8 +63,8 @@ Examples:
 """
 from __future__ import annotations
 
+import importlib.util
 import os
-import re
 import sys
 
 from absl import app, flags, logging
@@ -78,26 +78,41 @@ def _usage_error(message: str) -> None:
     sys.exit(1)
 
 
-def _unknown_field(error: Exception, argv) -> None:
-    """ml_collections' AttributeError/KeyError for an unknown --config.<path>, as one line."""
-    unknown = re.search(r"'(\w+)", str(error))
-    key = unknown.group(1) if unknown else ""
-    named = [a.split("=")[0] for a in argv[1:] if a.startswith("--config.")
-             and key in a.split("=")[0].split(".")]
-    suggestion = re.search(r'Did you mean "(\w+)"', str(error))
-    _usage_error(f"{', '.join(named) or 'a --config override'}: no such config field "
-                 f"{key!r}" + (f"; did you mean {suggestion.group(1)!r}?" if suggestion else
-                               "; configs/default.py lists every field"))
+DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs", "default.py")
 
 
-try:  # without --config=, ml_collections applies the overrides to the default file here
+def _check_overrides(argv) -> None:
+    """An unknown --config.<path> as one line, before ml_collections applies the overrides
+    (it raises AttributeError/KeyError, which absl would show as a traceback).  The config
+    file is loaded here the way ml_collections does: FILE[:ARGUMENT], get_config(ARGUMENT)."""
+    overrides = [a for a in argv[1:] if a.startswith("--config.")]
+    if not overrides:
+        return
+    spec = next((a.split("=", 1)[1] for a in argv[1:] if a.startswith("--config=")),
+                DEFAULT_CONFIG)
+    path, _, argument = spec.partition(":")
+    try:
+        module_spec = importlib.util.spec_from_file_location("_hrgan_config_file", path)
+        module = importlib.util.module_from_spec(module_spec)
+        module_spec.loader.exec_module(module)
+        config = module.get_config(argument) if argument else module.get_config()
+    except Exception:  # noqa: BLE001 - a broken file: ml_collections reports it, as usual
+        return
+    from hrgan_jax.config_checks import unknown_override
+    message = unknown_override(config, overrides)
+    if message:
+        _usage_error(message)
+
+
+_check_overrides(sys.argv)  # without --config=, ml_collections applies them at import
+try:
     config_flags.DEFINE_config_file(
-        "config", os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs", "default.py"),
+        "config", DEFAULT_CONFIG,
         "Config file, optionally ':' and its argument (configs/default.py:w48, "
         "configs/coco_w32_256x192.py:paper); override any field with --config.<path>=<value>.",
         lock_config=True)
-except (AttributeError, KeyError) as e:
-    _unknown_field(e, sys.argv)
+except (AttributeError, KeyError) as e:  # an override _check_overrides could not judge
+    _usage_error(f"a --config override: {e}")
 flags.DEFINE_enum("mode", None, MODES, "What to do; see the modes above.")
 flags.DEFINE_string("workdir", None, "train: the run's directory (created; resumed when it "
                     "holds checkpoints). evaluate/export: the run whose checkpoint to use.")
@@ -188,17 +203,17 @@ def _run(config, mode: str) -> None:
 
 def _parse_flags(argv):
     """absl's parser, with every command-line mistake as one line on stderr and exit
-    status 1: a flag value of the wrong type, an unknown --config.<path> (ml_collections
-    raises AttributeError/KeyError there, which absl would show as a traceback) and a
-    config value outside what the code accepts (configs/default.py: validate)."""
+    status 1: a flag value of the wrong type, an unknown --config.<path> and a config
+    value outside what the code accepts (hrgan_jax/config_checks.py)."""
+    _check_overrides(argv)
     try:
         argv = FLAGS(argv)
-        from configs.default import validate
-        validate(FLAGS.config)
+        from hrgan_jax import config_checks
+        config_checks.check(FLAGS.config)
     except flags.Error as e:
         _usage_error(str(e))
-    except (AttributeError, KeyError) as e:
-        _unknown_field(e, argv)
+    except (AttributeError, KeyError) as e:  # an override _check_overrides could not judge
+        _usage_error(f"a --config override: {e}")
     except ValueError as e:
         _usage_error(str(e))
     return _quiet_libraries(argv)

@@ -79,7 +79,7 @@ def bench(preset: str, dtype: str, batch: int, height: int, width: int, joints: 
 
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--preset", default="w32", help="w32, w48 or tiny (default w32)")
+    p.add_argument("--preset", default="w32", help="w32, w48, small, tiny or micro (default w32)")
     p.add_argument("--batch", type=int, default=8, help="images per call (default 8)")
     p.add_argument("--dtype", default="float32",
                    help="compute dtype(s), comma-separated: float32, bfloat16 (default float32)")

@@ -1,7 +1,7 @@
 """The prepared GPU benchmark: one run on a lent H100/H200 measures what issue 13 asks.
 
     python benchmarks/gpu.py --out $OUT                      # <= 8 minutes on one H100/H200
-    python benchmarks/gpu.py --out /tmp/smoke --smoke        # the CPU smoke test (tiny preset)
+    python benchmarks/gpu.py --out /tmp/smoke --smoke        # the CPU smoke test (micro preset)
 
 Rows, most important first, each in its own process (a fresh allocator, so its peak
 memory is its own; an out-of-memory row fails alone):
@@ -263,7 +263,7 @@ def plan(smoke: bool) -> list[str]:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", required=True, help="directory for results.json and trace/")
-    p.add_argument("--smoke", action="store_true", help="tiny preset, 64x64, small batches (CPU)")
+    p.add_argument("--smoke", action="store_true", help="micro preset, 64x64, small batches (CPU)")
     p.add_argument("--rows", default="", help="comma-separated rows instead of the plan")
     p.add_argument("--deadline", type=float, default=470.0,
                    help="seconds for the whole run: a row is stopped at the deadline, and no row "
@@ -275,7 +275,7 @@ def main(argv=None) -> int:
     if args.block:
         _block_imports(ABSENT_ON_GPU)
     _ensure_config_dict()
-    preset, size, bn_group = ("tiny", (64, 64), 2) if args.smoke else ("w32", (192, 256), 16)
+    preset, size, bn_group = ("micro", (64, 64), 2) if args.smoke else ("w32", (192, 256), 16)
     iters = args.iters or (2 if args.smoke else 20)
     warmup = 1 if args.smoke else 3
 

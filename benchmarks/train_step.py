@@ -119,7 +119,7 @@ def bench(preset: str, dtype: str, per_device: int, height: int, width: int, adv
 
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--preset", default="w32", help="network preset: w32, w48, small, tiny (default w32)")
+    p.add_argument("--preset", default="w32", help="network preset: w32, w48, small, tiny, micro (default w32)")
     p.add_argument("--batch", type=int, default=8, help="images per device (default 8)")
     p.add_argument("--dtype", default="float32", help="compute dtype(s), comma-separated: float32, bfloat16")
     p.add_argument("--steps", default="hrgan,hrnet", help="which steps: hrgan, hrnet (default both)")

@@ -7,7 +7,7 @@ public code's optimisers (RMSprop for G, Adam for D).
         --config.data.root=/data/coco
     python launch.py --mode=export --config=configs/default.py:w48 --config.model.num_joints=16 ...
 
-The argument after ':' picks the network preset: w32 (default), w48, small or tiny.  Any
+The argument after ':' picks the network preset: w32 (default), w48, small, tiny or micro.  Any
 field can be overridden on the command line as --config.<path>=<value>; an unknown path
 is an error.  This file is the one place defaults live: the other configs start from it
 and change fields.
@@ -15,7 +15,6 @@ and change fields.
 from ml_collections import ConfigDict
 
 from hrgan_jax.models import hrnet_config
-from hrgan_jax.models.config import KERNEL_INITS
 
 
 def get_config(preset: str = "w32") -> ConfigDict:
@@ -141,34 +140,3 @@ def apply_variant(config: ConfigDict, variant: str) -> ConfigDict:
         config.train.batch_size = 128
         return config
     raise ValueError(f"unknown variant {variant!r}: choose hrgan, paper or hrnet")
-
-
-# Fields whose values the code would otherwise misread silently, or fail on far from the
-# command line: a string that must be one of a few, a (width, height) pair.
-CHOICES = {"data.name": ("coco", "mpii"), "data.source": ("files", "tfds"),
-           "train.nan_policy": ("stop", "skip"), "optim.g_name": ("rmsprop", "adam"),
-           "optim.d_name": ("rmsprop", "adam"), "model.dtype": ("float32", "bfloat16"),
-           "model.kernel_init": KERNEL_INITS, "synth.scene": ("cluttered", "plain"),
-           "eval.decode": ("official", "dark")}
-PAIRS = ("data.image_size", "data.heatmap_size", "synth.image_size")
-
-
-def validate(config: ConfigDict) -> None:
-    """Raise ValueError naming every field whose value the code cannot use."""
-    def get(path):
-        node = config
-        for part in path.split("."):
-            node = node[part]
-        return node
-
-    problems = []
-    for path, allowed in CHOICES.items():
-        if get(path) not in allowed:
-            problems.append(f"config.{path} = {get(path)!r}: choose one of {', '.join(allowed)}")
-    for path in PAIRS:
-        value = get(path)
-        if len(value) != 2 or not all(isinstance(v, int) and v > 0 for v in value):
-            problems.append(f"config.{path} = {tuple(value)!r}: give (width, height), two "
-                            f"positive integers, e.g. --config.{path}='(192, 256)'")
-    if problems:
-        raise ValueError("; ".join(problems))

@@ -22,7 +22,7 @@ import numpy as np
 from absl import logging
 
 from hrgan_jax import checkpoints as ckpt_lib
-from hrgan_jax import parallel, state as state_lib, step as step_lib
+from hrgan_jax import config_checks, parallel, state as state_lib, step as step_lib
 
 
 class NonFiniteError(FloatingPointError):
@@ -176,10 +176,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
 
     from data_pipeline import pipeline
     from hrgan_jax import evaluation
-    if config.train.nan_policy not in ("stop", "skip"):
-        raise ValueError(f"config.train.nan_policy = {config.train.nan_policy!r}: choose stop or skip")
-
     # ---- what can be checked in seconds, before anything is built or written ----------
+    config_checks.check(config)
     mesh = parallel.make_mesh(devices)
     global_batch = int(config.train.batch_size)
     parallel.check_batch_size(global_batch, mesh, int(config.model.get("bn_group", 0)))

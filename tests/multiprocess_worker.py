@@ -3,7 +3,7 @@
     python tests/multiprocess_worker.py --devices=2 --num_processes=2 --process_id=0 \
         --coordinator=localhost:PORT --steps=3 --out=state.npz
 
-Runs ``steps`` GAN train steps of the tiny config on a mesh over every device of every
+Runs ``steps`` GAN train steps of the micro config on a mesh over every device of every
 process, each process feeding its rows of the same global batches; process 0 writes
 the final state's leaves to ``out``.
 """
@@ -19,9 +19,11 @@ parser.add_argument("--coordinator", default=None)
 parser.add_argument("--steps", type=int, default=3)
 parser.add_argument("--out", required=True)
 args = parser.parse_args()
-os.environ["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={args.devices}"
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from conftest import xla_flags  # noqa: E402  (imports JAX, which reads XLA_FLAGS later)
+
+os.environ["XLA_FLAGS"] = xla_flags(args.devices)
 
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
@@ -30,12 +32,12 @@ from hrgan_jax import parallel, state as state_lib, step as step_lib  # noqa: E4
 
 if args.num_processes > 1:
     parallel.initialize(args.coordinator, args.num_processes, args.process_id)
-from conftest import random_batch, tiny_train_config, trained_scale_start  # noqa: E402
+from conftest import random_batch, train_config, trained_scale_start  # noqa: E402
 
 # Small learning rates: RMSprop's and Adam's first updates are +-lr-sized whatever the
 # gradient's size, so gradients at float32-rounding level (which two correct reduction
 # orders disagree on) would otherwise decide whole updates and the runs would part ways.
-config = tiny_train_config(**{"optim.g_lr": 1e-6, "optim.d_lr": 1e-6})
+config = train_config(**{"optim.g_lr": 1e-6, "optim.d_lr": 1e-6})
 g_tx, d_tx, g_lr, d_lr = state_lib.optimizers(config, steps_per_epoch=2)
 mesh = parallel.make_mesh()
 assert mesh.devices.size == args.devices * args.num_processes

@@ -19,8 +19,11 @@ parser.add_argument("--process_id", type=int, required=True)
 parser.add_argument("--coordinator", required=True)
 parser.add_argument("--heartbeat_timeout_s", type=int, required=True)
 args = parser.parse_args()
-os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=1"
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from conftest import xla_flags  # noqa: E402  (imports JAX, which reads XLA_FLAGS later)
+
+os.environ["XLA_FLAGS"] = xla_flags(1)
 
 import jax  # noqa: E402
 import numpy as np  # noqa: E402

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from conftest import random_batch, tiny_train_config, trained_scale_start
+from conftest import random_batch, train_config, trained_scale_start
 from hrgan_jax import compare, losses, models, state as state_lib, step as step_lib, trainer
 from hrgan_jax.targets import heatmap_targets
 
@@ -31,7 +31,7 @@ def test_diagnostics_on_known_gradients():
 
 
 def test_the_step_reports_the_content_gradient_it_pulls_back():
-    config = tiny_train_config()
+    config = train_config()
     g_tx, d_tx, g_lr, d_lr = state_lib.optimizers(config, steps_per_epoch=2)
     state = trained_scale_start(config, g_tx, d_tx)
     batch = random_batch(0)
@@ -59,7 +59,7 @@ def two_runs(train_coco_root, tmp_path_factory):
     runs = []
     for name, adversarial in (("hrgan", True), ("hrnet", False)):
         workdir = str(tmp_path_factory.mktemp(name))
-        config = tiny_train_config(**{"data.root": train_coco_root, "train.steps": 2,
+        config = train_config(**{"data.root": train_coco_root, "train.steps": 2,
                                       "train.log_every": 1, "eval.every_epochs": 0,
                                       "eval.batch_size": 8, "eval.max_images": 8,
                                       "adversarial.enabled": adversarial, "seed": 3})

@@ -2,8 +2,9 @@
 import pytest
 
 from configs import ablation, coco_w32_256x192, default, mpii_w32_256x256, synthetic
+from hrgan_jax import config_checks
 
-CASES = ([(default, p) for p in ("w32", "w48", "small", "tiny")]
+CASES = ([(default, p) for p in ("w32", "w48", "small", "tiny", "micro")]
          + [(coco_w32_256x192, v) for v in ("hrgan", "paper", "hrnet")]
          + [(mpii_w32_256x256, v) for v in ("hrgan", "paper", "hrnet")]
          + [(synthetic, "small")] + [(ablation, v) for v in ablation.VARIANTS])
@@ -12,7 +13,7 @@ CASES = ([(default, p) for p in ("w32", "w48", "small", "tiny")]
 @pytest.mark.parametrize("module,arg", CASES, ids=[f"{m.__name__}:{a}" for m, a in CASES])
 def test_config_loads_and_validates(module, arg):
     config = module.get_config(arg)
-    default.validate(config)
+    config_checks.check(config)
     assert set(config.keys()) == set(default.get_config().keys())
 
 

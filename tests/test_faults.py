@@ -19,7 +19,8 @@ import jax
 import numpy as np
 import pytest
 
-from conftest import edit_train_batches, free_port, latest_state, saved_states, tiny_train_config
+from conftest import (edit_train_batches, free_port, latest_state, saved_states, subprocess_env,
+                      train_config)
 from hrgan_jax import trainer
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -31,9 +32,9 @@ PARTIAL = ".orbax-checkpoint-tmp"  # orbax writes a save here and renames it whe
 # ---- kill -9 and SIGTERM ------------------------------------------------------------------
 
 STEPS = 20
-# The model and data flags of tiny_train_config (conftest), on one device: the runs here
+# The model and data flags of train_config (conftest), on one device: the runs here
 # share one compiled program through the persistent compilation cache.
-TRAIN_FLAGS = ["--config=configs/default.py:tiny", "--config.data.image_size=(64, 64)",
+TRAIN_FLAGS = ["--config=configs/default.py:micro", "--config.data.image_size=(64, 64)",
                "--config.data.heatmap_size=(16, 16)", "--config.train.batch_size=8",
                f"--config.train.steps={STEPS}", "--config.train.log_every=1",
                "--config.checkpoint.every_steps=2", "--config.checkpoint.keep=3",
@@ -44,7 +45,7 @@ ANNOUNCE = ("resuming from step", "starting a new run")
 
 def _run_config(root):
     """The config TRAIN_FLAGS make, for restoring the runs' checkpoints here."""
-    return tiny_train_config(**{"data.root": root, "train.steps": STEPS, "train.log_every": 1,
+    return train_config(**{"data.root": root, "train.steps": STEPS, "train.log_every": 1,
                                 "checkpoint.every_steps": 2, "checkpoint.keep": 3,
                                 "eval.every_epochs": -1})
 
@@ -54,7 +55,7 @@ class _Training:
     in seconds after the start) collected by a thread."""
 
     def __init__(self, root, workdir):
-        env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=1"}
+        env = subprocess_env(1)
         self.started = time.monotonic()
         self.proc = subprocess.Popen(
             [sys.executable, "launch.py", "--mode=train", f"--workdir={workdir}", *TRAIN_FLAGS,
@@ -200,7 +201,7 @@ def _plan(rng: random.Random) -> list[str]:
     """The faults in a random order, except: the first run gets under way (it measures
     the start-up the start-up kills aim at) and the run after the SIGTERM does too (its
     first line shows that it resumes from the step the SIGTERM saved)."""
-    under_way = ["saving"] * 3 + ["between steps"]
+    under_way = ["saving"] * 2 + ["between steps"]
     rng.shuffle(under_way)
     first, after_sigterm, rest = under_way[0], under_way[1], under_way[2:]
     rest += ["start-up: imports and restore", "start-up: compilation"]
@@ -212,8 +213,8 @@ def _plan(rng: random.Random) -> list[str]:
 
 @pytest.mark.slow
 def test_kills_and_preemption_lose_nothing(train_coco_root, tmp_path):
-    """Seven faults in one training run, each in its own process: kill -9 while a
-    checkpoint is being written (3, each run's second save), between steps (1), during
+    """Six faults in one training run, each in its own process: kill -9 while a
+    checkpoint is being written (2, each run's second save), between steps (1), during
     start-up (2: imports and restore, compilation) and one SIGTERM (which must save
     the step it stopped at, exit 0 within 30 s, and be resumed from).  Every restart
     resumes from the newest complete checkpoint, a directory named like a checkpoint
@@ -267,9 +268,9 @@ def test_kills_and_preemption_lose_nothing(train_coco_root, tmp_path):
         out = run.finish()
     assert _resumed_from(out) == newest, context()
     assert not _partial(ckpt_dir), f"partial saves were not removed {context()}"
-    assert len([h for h in history if h.startswith("kill")]) == 6
+    assert len([h for h in history if h.startswith("kill")]) == 5
     # Kills aimed at a save (polled every 5 ms; a save takes hundreds): most land in it.
-    assert mid_save >= 2, f"only {mid_save} kills interrupted a save {context()}"
+    assert mid_save >= 1, f"no kill interrupted a save {context()}"
 
     config = _run_config(train_coco_root)
     step_a, a, _ = latest_state(config, reference)
@@ -292,7 +293,7 @@ def _poison_batch(monkeypatch, index: int) -> None:
 
 
 def _nan_config(root, policy, every_steps):
-    return tiny_train_config(**{"data.root": root, "train.steps": 6, "train.log_every": 2,
+    return train_config(**{"data.root": root, "train.steps": 6, "train.log_every": 2,
                                 "train.nan_policy": policy, "eval.every_epochs": -1,
                                 "checkpoint.every_steps": every_steps, "checkpoint.keep": 10})
 

@@ -1,4 +1,4 @@
-"""benchmarks/gpu.py on the CPU (tiny preset), so the prepared GPU run never rots.
+"""benchmarks/gpu.py on the CPU (micro preset), so the prepared GPU run never rots.
 
 --block makes ml_collections, tensorflow, clu and pycocotools unimportable, as on the
 GPU image: the benchmark must run without them."""
@@ -9,6 +9,8 @@ import sys
 
 import pytest
 
+from conftest import subprocess_env
+
 SCRIPT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                       "benchmarks", "gpu.py")
 
@@ -17,7 +19,7 @@ def _run(out, rows=None):
     cmd = [sys.executable, SCRIPT, "--out", str(out), "--smoke", "--block", "--deadline", "1800"]
     if rows:
         cmd += ["--rows", rows]
-    env = dict(os.environ, XLA_FLAGS="")  # one CPU device, as on one GPU
+    env = subprocess_env(1)  # one CPU device, as on one GPU
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1900, env=env)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return json.loads((out / "results.json").read_text())["rows"]
@@ -30,7 +32,7 @@ def test_smoke_peak_and_inference_without_gpu_image_absentees(tmp_path):
     assert 0 < inference["mfu_vs_measured_peak"]
 
 
-@pytest.mark.slow  # compiles the tiny GAN and HRNet steps: minutes on a 2-core CPU
+@pytest.mark.slow  # compiles the micro GAN and HRNet steps: minutes on a 2-core CPU
 def test_smoke_full_plan(tmp_path):
     rows = {r["row"]: r for r in _run(tmp_path)}
     for name in ("gan:float32:2", "hrnet:float32:2"):

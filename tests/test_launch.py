@@ -7,7 +7,6 @@ error's exit status.
 """
 import contextlib
 import io
-import os
 import pathlib
 import subprocess
 import sys
@@ -16,15 +15,15 @@ import numpy as np
 import pytest
 from absl import app, flags
 
-from conftest import load_reference
+from conftest import load_reference, subprocess_env
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
 
 def run(*args, cwd=ROOT):
-    """A fresh interpreter: ``python *args`` in ``cwd``."""
+    """A fresh interpreter: ``python *args`` in ``cwd``, on one CPU device."""
     return subprocess.run([sys.executable, *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=600)
+                          timeout=600, env=subprocess_env(1))
 
 
 def launch_here(monkeypatch, *args) -> tuple[int, str, str]:
@@ -110,8 +109,8 @@ def test_help_and_a_usage_error_in_a_fresh_interpreter():
     # Without --config=, the overrides meet the default file while launch.py is imported.
     r = run("launch.py", "--mode=check", "--config.model.num_jionts=3", "--weights=x")
     assert r.returncode == 1 and "Traceback" not in r.stderr
-    assert "--config.model.num_jionts: no such config field 'num_jionts'; did you mean " \
-           "'num_joints'?" in r.stderr
+    assert "--config.model.num_jionts: no such config field 'num_jionts' in config.model; " \
+           "did you mean 'num_joints'?" in r.stderr
 
 
 def test_the_installed_command_is_launch_py():
@@ -130,8 +129,8 @@ def test_bad_command_lines_say_what_is_wrong(tmp_path, monkeypatch):
         monkeypatch, "--mode=check", "--config=configs/default.py:tiny",
         "--config.model.num_jionts=3", f"--weights={tmp_path / 'x.npz'}")
     assert status == 1 and "Traceback" not in stderr
-    assert ("--config.model.num_jionts: no such config field 'num_jionts'; did you mean "
-            "'num_joints'?") in stderr
+    assert ("--config.model.num_jionts: no such config field 'num_jionts' in config.model; "
+            "did you mean 'num_joints'?") in stderr
     status, _, stderr = launch_here(monkeypatch, "--mode=train")
     assert status != 0 and "--mode=train needs --workdir" in stderr
     status, _, stderr = launch_here(monkeypatch, "train")
@@ -154,7 +153,7 @@ def test_config_values_of_the_wrong_type_or_shape_are_one_line_errors(tmp_path, 
 
 @pytest.mark.slow  # compiles two networks in a subprocess: ~20 s on a CPU
 def test_forward_benchmark_prints_a_table():
-    r = run("benchmarks/forward.py", "--preset=tiny", "--batch=2", "--height=64", "--width=64",
+    r = run("benchmarks/forward.py", "--preset=micro", "--batch=2", "--height=64", "--width=64",
             "--iters=2", "--warmup=1", "--dtype=float32,bfloat16")
     assert r.returncode == 0, r.stderr
     lines = r.stdout.splitlines()
@@ -165,9 +164,9 @@ def test_forward_benchmark_prints_a_table():
     assert all("MiB" in line for line in lines if line.startswith(("float32", "bfloat16")))
 
 
-@pytest.mark.slow  # compiles the GAN and HRNet steps of the tiny net in a subprocess
+@pytest.mark.slow  # compiles the GAN and HRNet steps of the micro net in a subprocess
 def test_train_step_benchmark_prints_a_table():
-    r = run("benchmarks/train_step.py", "--preset=tiny", "--batch=2", "--height=64", "--width=64",
+    r = run("benchmarks/train_step.py", "--preset=micro", "--batch=2", "--height=64", "--width=64",
             "--iters=1", "--warmup=0")
     assert r.returncode == 0, r.stderr
     lines = r.stdout.splitlines()

@@ -6,7 +6,6 @@ and BatchNorm statistics within 3e-5 after 3 steps; gradient norms of steps 2-3 
 2.3e-4 and the optimisers' moment estimates within 3e-3 (gradients of a random network
 amplify the rounding differences of the first step).
 """
-import os
 import pathlib
 import subprocess
 import sys
@@ -14,7 +13,7 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import free_port, metric_rtol, relative_error
+from conftest import free_port, metric_rtol, relative_error, subprocess_env
 
 WORKER = pathlib.Path(__file__).with_name("multiprocess_worker.py")
 
@@ -25,7 +24,7 @@ def _start(out, devices, num_processes=1, process_id=0, port=None):
     if port:
         cmd.append(f"--coordinator=localhost:{port}")
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env={**os.environ, "XLA_FLAGS": ""})
+                            env=subprocess_env())  # the worker sets the device count
 
 
 def _finish(proc, timeout=900):

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import scipy.io
 
-from conftest import tiny_train_config
+from conftest import subprocess_env, train_config
 from data_helpers import coco_cfg, texture, write_coco
 from data_pipeline import augment, coco, pipeline, synthetic
 from data_pipeline.joints import MPII_SHORT_NAMES
@@ -58,7 +58,7 @@ def mpii_root(tmp_path_factory):
 
 
 def mpii_config(root, **overrides):
-    config = tiny_train_config(**{"data.root": root, "data.name": "mpii",
+    config = train_config(**{"data.root": root, "data.name": "mpii",
                                   "model.num_joints": 16, "data.half_body_prob": 0.0,
                                   "train.log_every": 2, "checkpoint.every_steps": 1000,
                                   "eval.batch_size": 8, **overrides})
@@ -90,7 +90,7 @@ def test_pelvis_and_thorax_are_left_out_by_position_not_by_name(mpii_root):
 
 
 def test_splits_follow_the_dataset_unless_given():
-    config = tiny_train_config(**{"data.name": "mpii"})
+    config = train_config(**{"data.name": "mpii"})
     assert split_names(config.data) == ("train", "valid")
     config.data.name = "coco"
     assert split_names(config.data) == ("train2017", "val2017")
@@ -144,7 +144,7 @@ def test_annotations_pycocotools_cannot_evaluate_stop_the_start(train_coco_root,
                 del ann["annotations"][0][damage]
         json.dump(ann, open(root / "annotations" / name, "w"))
     workdir = str(tmp_path / "run")
-    config = tiny_train_config(**{"data.root": str(root), "train.steps": 2})
+    config = train_config(**{"data.root": str(root), "train.steps": 2})
     with pytest.raises(DataError, match=r"person_keypoints_val2017.json: " + match):
         trainer.train_and_evaluate(config, workdir, devices=ONE)
     assert _nothing_written(workdir)
@@ -152,7 +152,7 @@ def test_annotations_pycocotools_cannot_evaluate_stop_the_start(train_coco_root,
 
 def test_missing_evaluation_files_stop_the_start(train_coco_root, mpii_root, tmp_path):
     workdir = str(tmp_path / "run")
-    config = tiny_train_config(**{"data.root": train_coco_root, "train.steps": 2,
+    config = train_config(**{"data.root": train_coco_root, "train.steps": 2,
                                   "data.detection_file": str(tmp_path / "dets.json")})
     with pytest.raises(DataError, match=r"dets.json: detection file not found"):
         trainer.train_and_evaluate(config, workdir, devices=ONE)
@@ -177,7 +177,7 @@ def test_missing_evaluation_files_stop_the_start(train_coco_root, mpii_root, tmp
 
 def test_a_dataset_smaller_than_one_batch_stops_before_anything_is_written(train_coco_root, tmp_path):
     workdir = str(tmp_path / "run")
-    config = tiny_train_config(**{"data.root": train_coco_root, "train.batch_size": 64,
+    config = train_config(**{"data.root": train_coco_root, "train.batch_size": 64,
                                   "eval.every_epochs": -1})
     with pytest.raises(DataError, match=r"training records cannot fill one global batch of 64: "
                                         r"set --config.train.batch_size to at most \d+"):
@@ -188,10 +188,10 @@ def test_a_dataset_smaller_than_one_batch_stops_before_anything_is_written(train
 def test_launch_says_it_in_one_line(train_coco_root, tmp_path):
     workdir = tmp_path / "run"
     r = subprocess.run(
-        [sys.executable, "launch.py", "--mode=train", "--config=configs/default.py:tiny",
+        [sys.executable, "launch.py", "--mode=train", "--config=configs/default.py:micro",
          f"--workdir={workdir}", f"--config.data.root={train_coco_root}",
          "--config.train.batch_size=64"], cwd=ROOT, capture_output=True, text=True, timeout=300,
-        env={**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=1"})
+        env=subprocess_env(1))
     assert r.returncode == 1
     last = r.stderr.strip().splitlines()[-1]
     assert re.match(r"error: .*person_keypoints_train2017.json: \d+ training records cannot "
@@ -204,7 +204,7 @@ def test_a_failing_evaluation_keeps_its_checkpoint_and_the_rerun_resumes(train_c
                                                                          tmp_path, capsys):
     workdir = str(tmp_path / "run")
     # Evaluation at the end of the first epoch (it fails) and at the end; no regular saves.
-    config = tiny_train_config(**{"data.root": train_coco_root, "checkpoint.every_steps": 1000,
+    config = train_config(**{"data.root": train_coco_root, "checkpoint.every_steps": 1000,
                                   "eval.every_epochs": 1, "eval.batch_size": 8})
     epoch = pipeline.steps_per_epoch(config.data, 8)
     config.train.steps = total = epoch + 1
@@ -305,7 +305,7 @@ def test_png_images_train_and_evaluate_through_the_pipelines(tmp_path):
 
 
 def test_predict_threshold_is_a_setting_and_joints_drawn_are_counted():
-    config = tiny_train_config()
+    config = train_config()
     assert config.eval.draw_threshold == 0.2
     image = np.zeros((40, 40, 3), np.uint8)
     person = {"keypoints": sum(([10.0 + j, 20.0, 0.05 * j] for j in range(17)), [])}

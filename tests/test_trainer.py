@@ -7,7 +7,7 @@ import jax
 import numpy as np
 import pytest
 
-from conftest import edit_train_batches, latest_state, tiny_train_config
+from conftest import edit_train_batches, latest_state, train_config
 from hrgan_jax import checkpoints, parallel, state as state_lib, trainer
 
 
@@ -15,7 +15,7 @@ ONE = jax.devices()[:1]  # the sharded step is tested in test_step; one CPU devi
 
 
 def _config(root, steps):
-    config = tiny_train_config(**{"data.root": root, "train.steps": steps,
+    config = train_config(**{"data.root": root, "train.steps": steps,
                                   "train.log_every": 2, "checkpoint.every_steps": 3,
                                   "eval.every_epochs": -1})
     return config
@@ -58,7 +58,7 @@ def test_resume_is_exact(train_coco_root, tmp_path, capsys):
 @pytest.mark.slow
 def test_sigterm_saves_the_step_it_stopped_at_and_the_next_run_continues(
         train_coco_root, tmp_path, monkeypatch, capsys):
-    config = tiny_train_config(**{"data.root": train_coco_root, "train.steps": 1000,
+    config = train_config(**{"data.root": train_coco_root, "train.steps": 1000,
                                   "train.log_every": 1, "checkpoint.every_steps": 1000,
                                   "eval.every_epochs": -1})
     previous = signal.getsignal(signal.SIGTERM)
@@ -98,14 +98,14 @@ def test_a_checkpoint_of_another_network_is_refused_naming_both(train_coco_root,
     bigger = _config(train_coco_root, 6)
     bigger.model = models.hrnet_config("small", num_joints=17)
     with pytest.raises(checkpoints.CheckpointError,
-                       match=f"{where} was made with model = 'tiny' \\(this run: 'small'\\)"):
+                       match=f"{where} was made with model = 'micro' \\(this run: 'small'\\)"):
         trainer.train_and_evaluate(bigger, str(tmp_path), devices=ONE)
     # The same network name with another head: the shapes tell.
     other_head = _config(train_coco_root, 6)
     other_head.model.final_conv_kernel = 3
     with pytest.raises(checkpoints.CheckpointError, match=f"{where} does not fit") as e:
         trainer.train_and_evaluate(other_head, str(tmp_path), devices=ONE)
-    assert "g_params.final_layer.kernel: checkpoint (1, 1, 8, 17), this run (3, 3, 8, 17)" \
+    assert "g_params.final_layer.kernel: checkpoint (1, 1, 4, 17), this run (3, 3, 4, 17)" \
         in str(e.value)
     assert os.listdir(tmp_path / "checkpoints") == ["3"]  # nothing lost or overwritten
 
@@ -113,7 +113,7 @@ def test_a_checkpoint_of_another_network_is_refused_naming_both(train_coco_root,
 def test_the_flat_state_the_step_takes_is_the_state_exactly():
     """state_lib.FlatLayout: one buffer per dtype (the trainer's jitted step takes these,
     not ~5,500 leaves), and back to the same pytree, bit for bit, inside jit."""
-    config = tiny_train_config()
+    config = train_config()
     g_tx, d_tx, _, _ = state_lib.optimizers(config, steps_per_epoch=2)
     state = state_lib.create(config, g_tx, d_tx).replace(step=jax.numpy.int32(7))
     layout = state_lib.FlatLayout(state_lib.abstract(config, g_tx, d_tx))

@@ -1,0 +1,74 @@
+"""Every check of a run's config, in one place: the command line and the Python API both
+end here before anything expensive starts.
+
+``check(config)`` names every field whose value the code would otherwise misread
+silently, or fail on far from the command line; ``unknown_override(config, overrides)``
+names a ``--config.<path>`` that is not a field, with the closest field's name.  The
+defaults and the meaning of each field live in configs/default.py.
+"""
+from __future__ import annotations
+
+import difflib
+from typing import Iterable
+
+from hrgan_jax.models.config import KERNEL_INITS
+
+# A string that must be one of a few.
+CHOICES = {"data.name": ("coco", "mpii"), "data.source": ("files", "tfds"),
+           "train.nan_policy": ("stop", "skip"), "optim.g_name": ("rmsprop", "adam"),
+           "optim.d_name": ("rmsprop", "adam"), "model.dtype": ("float32", "bfloat16"),
+           "model.kernel_init": KERNEL_INITS, "synth.scene": ("cluttered", "plain"),
+           "eval.decode": ("official", "dark")}
+# A (width, height) pair of positive integers.
+PAIRS = ("data.image_size", "data.heatmap_size", "synth.image_size")
+
+
+def _get(config, path: str):
+    node = config
+    for part in path.split("."):
+        node = node[part]
+    return node
+
+
+def check(config) -> None:
+    """Raise ValueError naming every field of ``config`` whose value the code cannot use
+    (every problem at once, joined by '; ').  Fields a partial config lacks are skipped."""
+    problems = []
+    for path, allowed in CHOICES.items():
+        try:
+            value = _get(config, path)
+        except (KeyError, AttributeError):
+            continue
+        if value not in allowed:
+            problems.append(f"config.{path} = {value!r}: choose one of {', '.join(allowed)}")
+    for path in PAIRS:
+        try:
+            value = _get(config, path)
+        except (KeyError, AttributeError):
+            continue
+        if len(value) != 2 or not all(isinstance(v, int) and v > 0 for v in value):
+            problems.append(f"config.{path} = {tuple(value)!r}: give (width, height), two "
+                            f"positive integers, e.g. --config.{path}='(192, 256)'")
+    if problems:
+        raise ValueError("; ".join(problems))
+
+
+def unknown_override(config, overrides: Iterable[str]) -> str | None:
+    """The first ``--config.<path>[=value]`` in ``overrides`` whose path is not a field of
+    ``config``, as a one-line message with the closest existing name; None if all are."""
+    for arg in overrides:
+        if not arg.startswith("--config."):
+            continue
+        path = arg.split("=", 1)[0][len("--config."):]
+        node, walked = config, []
+        for part in path.split("."):
+            fields = list(node.keys()) if hasattr(node, "keys") else []
+            if part not in fields:
+                where = "config" + "".join(f".{p}" for p in walked)
+                close = difflib.get_close_matches(part, fields, n=1)
+                hint = (f"did you mean {close[0]!r}?" if close else
+                        "configs/default.py lists every field")
+                return (f"{arg.split('=', 1)[0]}: no such config field {part!r} in {where}; "
+                        f"{hint}")
+            node, walked = node[part], walked + [part]
+    return None
