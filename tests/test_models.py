@@ -78,7 +78,7 @@ def test_bfloat16_close_to_float32(name):
 
 @pytest.mark.slow  # compiles the plain Flax init too: ~18 s on a CPU
 def test_quick_init_matches_plain_init():
-    g = models.generator(models.hrnet_config("tiny", num_joints=17))
+    g = models.generator(models.hrnet_config("micro", num_joints=17))
     x = jnp.zeros((1, 64, 64, 3))
     quick = models.init(g, jax.random.PRNGKey(3), x)
     plain = jax.jit(g.init)(jax.random.PRNGKey(3), x)
