@@ -88,8 +88,12 @@ def _check_overrides(argv) -> None:
     overrides = [a for a in argv[1:] if a.startswith("--config.")]
     if not overrides:
         return
-    spec = next((a.split("=", 1)[1] for a in argv[1:] if a.startswith("--config=")),
-                DEFAULT_CONFIG)
+    spec = DEFAULT_CONFIG
+    for i, arg in enumerate(argv[1:], start=1):  # --config=FILE or --config FILE
+        if arg.startswith("--config="):
+            spec = arg.split("=", 1)[1]
+        elif arg == "--config" and i + 1 < len(argv):
+            spec = argv[i + 1]
     path, _, argument = spec.partition(":")
     try:
         module_spec = importlib.util.spec_from_file_location("_hrgan_config_file", path)

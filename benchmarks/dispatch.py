@@ -31,7 +31,7 @@ def _state(preset: str):
     g = weights.from_torch(weights.trained_scale_state_dict(config.model), config.model)
     d = weights.from_torch(weights.trained_scale_state_dict(config.model, "discriminator"),
                            config.model, "discriminator")
-    return jax.device_put(state_lib.from_variables(config, g, d, g_tx, d_tx, seed=0))
+    return jax.device_put(state_lib.from_variables(config, g, d, g_tx, d_tx))
 
 
 def _median_call(f, x, iters: int) -> tuple[float, float]:

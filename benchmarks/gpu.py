@@ -169,7 +169,7 @@ def row_step(kind: str, dtype: str, per_device: int, preset: str, size, bn_group
     g = weights.from_torch(weights.trained_scale_state_dict(config.model), config.model)
     d = weights.from_torch(weights.trained_scale_state_dict(config.model, "discriminator"),
                            config.model, "discriminator")
-    state = parallel.replicate(state_lib.from_variables(config, g, d, g_tx, d_tx, seed=0), mesh)
+    state = parallel.replicate(state_lib.from_variables(config, g, d, g_tx, d_tx), mesh)
     rep = parallel.replicated(mesh)
     # As the trainer runs it: the state as one buffer per dtype (state_lib.FlatLayout).
     layout = state_lib.FlatLayout(state)

@@ -74,7 +74,7 @@ def bench(preset: str, dtype: str, per_device: int, height: int, width: int, adv
     g = weights.from_torch(weights.trained_scale_state_dict(config.model), config.model)
     d = weights.from_torch(weights.trained_scale_state_dict(config.model, "discriminator"),
                            config.model, "discriminator")
-    state = state_lib.from_variables(config, g, d, g_tx, d_tx, seed=0)
+    state = state_lib.from_variables(config, g, d, g_tx, d_tx)
     state = parallel.replicate(state, mesh)
     rep = parallel.replicated(mesh)
     step = jax.jit(step_lib.make_train_step(config, g_tx, d_tx, g_lr, d_lr),

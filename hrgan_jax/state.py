@@ -30,7 +30,6 @@ class GANState:
     d_stats: Any  # discriminator BatchNorm running statistics
     d_opt: Any  # discriminator optimiser state
     k: jax.Array  # float32 (): the equilibrium term k_t (eq. 5)
-    rng: jax.Array  # PRNG key data, uint32 (2,): split off for any stochastic part of a step
     skipped: jax.Array  # int32 (): updates skipped because a loss or gradient was not finite
 
     def generator_variables(self) -> dict:
@@ -120,8 +119,8 @@ def initial_variables(config: ml_collections.ConfigDict, seed: int) -> tuple[dic
     return g_vars, d_vars
 
 
-def from_variables(config: ml_collections.ConfigDict, g_vars: dict, d_vars: dict, g_tx, d_tx,
-                   seed: int) -> GANState:
+def from_variables(config: ml_collections.ConfigDict, g_vars: dict, d_vars: dict, g_tx,
+                   d_tx) -> GANState:
     """A GANState at step 0 from both networks' variables (fresh optimiser states)."""
     g_params, d_params = g_vars["params"], d_vars["params"]
     return GANState(
@@ -129,7 +128,6 @@ def from_variables(config: ml_collections.ConfigDict, g_vars: dict, d_vars: dict
         g_params=g_params, g_stats=g_vars["batch_stats"], g_opt=g_tx.init(g_params),
         d_params=d_params, d_stats=d_vars["batch_stats"], d_opt=d_tx.init(d_params),
         k=jnp.asarray(config.adversarial.k0, jnp.float32),
-        rng=jax.random.key_data(jax.random.PRNGKey(seed + 1)),
         skipped=jnp.zeros((), jnp.int32))
 
 
@@ -137,7 +135,7 @@ def create(config: ml_collections.ConfigDict, g_tx, d_tx, seed: int | None = Non
     """A new GANState (host arrays; the trainer places it on the mesh)."""
     seed = config.seed if seed is None else seed
     g_vars, d_vars = initial_variables(config, seed)
-    return from_variables(config, g_vars, d_vars, g_tx, d_tx, seed)
+    return from_variables(config, g_vars, d_vars, g_tx, d_tx)
 
 
 def abstract(config: ml_collections.ConfigDict, g_tx, d_tx) -> GANState:
@@ -149,5 +147,5 @@ def abstract(config: ml_collections.ConfigDict, g_tx, d_tx) -> GANState:
     def build():
         key = jax.random.PRNGKey(0)
         return from_variables(config, g_module.init(key, g_input), d_module.init(key, d_input),
-                              g_tx, d_tx, 0)
+                              g_tx, d_tx)
     return jax.eval_shape(build)

@@ -1,4 +1,4 @@
-"""One HRGAN training iteration, in the public code's order (SPEC: One training iteration).
+"""One HRGAN training iteration, in the public code's order (its train loop, one batch).
 
     1. G forward (train mode) -> H_hat, content loss (eq. 2).  G's VJP is taken once.
     2. D on (x_s, H) and on (x_s, stop_gradient(H_hat)), one call on 2B images: L_real,
