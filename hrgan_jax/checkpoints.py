@@ -136,14 +136,18 @@ class Checkpoints:
         """(state, meta) of checkpoint ``step``, placed as ``abstract_state`` says
         (a pytree of jax.ShapeDtypeStruct with shardings)."""
         path = os.path.join(self.directory, str(step))
+        problem = "checkpoint {} does not fit this run's train state (another model size, " \
+                  "joint count or switch setting?): {}"
+        # Shapes first, from the saved metadata: a restore that fails half-way leaves
+        # orbax's reads of every array pending.
+        differences = _differences(os.path.join(path, "state"), abstract_state)
+        if differences:
+            raise CheckpointError(problem.format(path, differences))
         try:
             restored = self._manager.restore(step, args=ocp.args.Composite(
                 state=ocp.args.StandardRestore(abstract_state), meta=ocp.args.JsonRestore()))
         except (ValueError, KeyError, TypeError) as e:
-            differences = _differences(os.path.join(path, "state"), abstract_state)
-            raise CheckpointError(
-                f"checkpoint {path} does not fit this run's train state (another model "
-                f"size, joint count or switch setting?): {differences or e}") from e
+            raise CheckpointError(problem.format(path, e)) from e
         return restored["state"], dict(restored["meta"] or {})
 
     def wait(self) -> None:
@@ -179,7 +183,8 @@ def _differences(state_dir: str, abstract_state: Any, most: int = 10) -> str:
     """The arrays whose shapes differ between a saved state and ``abstract_state``, and
     those on one side only ('' when the saved shapes cannot be read)."""
     try:
-        saved = ocp.StandardCheckpointer().metadata(state_dir).item_metadata
+        with ocp.StandardCheckpointer() as checkpointer:  # closed: no async work left behind
+            saved = checkpointer.metadata(state_dir).item_metadata
     except Exception:  # noqa: BLE001 - the caller reports the restore error instead
         return ""
     stored = {m.name: tuple(m.shape) for m in jax.tree.leaves(saved)}
