@@ -30,6 +30,7 @@ def test_diagnostics_on_known_gradients():
     assert float(d["k_clipped_high"]) == 1.0 and float(d["k_clipped_low"]) == 0.0
 
 
+@pytest.mark.slow  # compiles a train step or starts a fresh interpreter
 def test_the_step_reports_the_content_gradient_it_pulls_back():
     config = train_config()
     g_tx, d_tx, g_lr, d_lr = state_lib.optimizers(config, steps_per_epoch=2)

@@ -265,6 +265,7 @@ def test_empty_evaluation_set_is_an_error_naming_the_file(coco_root):
         pipeline.evaluation(cfg, num_joints=17, global_batch=4)
 
 
+@pytest.mark.slow  # compiles a train step or starts a fresh interpreter
 def test_importing_the_pipeline_leaves_tensorflow_devices_alone():
     """Importing changes nothing in TensorFlow; building a pipeline hides the GPUs from it
     (tf.data runs on the host; a TensorFlow seeing a GPU takes its memory from JAX)."""

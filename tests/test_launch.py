@@ -52,6 +52,7 @@ def launch_here(monkeypatch, *args) -> tuple[int, str, str]:
     return status, out.getvalue(), err.getvalue()
 
 
+@pytest.mark.slow  # compiles a train step or starts a fresh interpreter
 def test_export_from_another_directory(tmp_path):
     out = tmp_path / "d.npz"
     r = run(str(ROOT / "launch.py"), "--mode=export",

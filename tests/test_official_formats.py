@@ -185,6 +185,7 @@ def test_a_dataset_smaller_than_one_batch_stops_before_anything_is_written(train
     assert _nothing_written(workdir)
 
 
+@pytest.mark.slow  # compiles a train step or starts a fresh interpreter
 def test_launch_says_it_in_one_line(train_coco_root, tmp_path):
     workdir = tmp_path / "run"
     r = subprocess.run(

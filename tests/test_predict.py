@@ -120,6 +120,7 @@ assert not any(m.split(".")[0] in ("flax", "hrgan_jax") for m in sys.modules)
 """
 
 
+@pytest.mark.slow  # compiles a train step or starts a fresh interpreter
 def test_saved_model_runs_without_the_package_and_matches(exported, tmp_path):
     config, out, variables = exported
     images = np.random.default_rng(0).integers(0, 256, (3, 64, 64, 3), dtype=np.uint8)

@@ -110,6 +110,7 @@ def test_a_checkpoint_of_another_network_is_refused_naming_both(train_coco_root,
     assert os.listdir(tmp_path / "checkpoints") == ["3"]  # nothing lost or overwritten
 
 
+@pytest.mark.slow  # compiles a train step or starts a fresh interpreter
 def test_the_flat_state_the_step_takes_is_the_state_exactly():
     """state_lib.FlatLayout: one buffer per dtype (the trainer's jitted step takes these,
     not ~5,500 leaves), and back to the same pytree, bit for bit, inside jit."""
