@@ -22,7 +22,7 @@ flags.DEFINE_integer("batch", 64, "global batch")
 flags.DEFINE_integer("steps", 20, "timed steps (after warm-up)")
 flags.DEFINE_integer("warmup", 3, "untimed steps")
 flags.DEFINE_bool("crop_decode", True, "config.data.crop_decode")
-flags.DEFINE_integer("parallel", -1, "num_parallel_calls (-1 = AUTOTUNE)")
+flags.DEFINE_integer("parallel", -1, "num_parallel_calls (-1 = one per tf.data thread)")
 FLAGS = flags.FLAGS
 
 

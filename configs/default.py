@@ -56,7 +56,7 @@ def get_config(preset: str = "w32") -> ConfigDict:
     config.data.image_threshold = 0.0  # evaluation and predict: minimum detection score
     config.data.skip_bad_records = False  # True: skip and count bad annotations; False: stop with an error
     config.data.crop_decode = True  # decode only the JPEG region a crop reads (same pixels, faster; damage elsewhere in the file goes unseen)
-    config.data.num_parallel_calls = -1  # tf.data decode/augment parallelism (-1 = AUTOTUNE)
+    config.data.num_parallel_calls = -1  # tf.data decode/augment parallelism (-1 = one per tf.data thread: all cores but one)
 
     # ---- training --------------------------------------------------------------------
     config.train = ConfigDict()
@@ -65,6 +65,7 @@ def get_config(preset: str = "w32") -> ConfigDict:
     config.train.steps = 0  # when > 0, training length in steps (overrides epochs)
     config.train.log_every = 50  # steps between metric lines / TensorBoard points
     config.train.nan_policy = "stop"  # stop (error naming the step) | skip (skip the update, count it)
+    config.train.flat_state = "auto"  # the jitted step takes the state as one buffer per dtype: on | off | auto (on for GPU/TPU: host dispatch; off on the CPU: compile time)
 
     # ---- optimisers (the public HRGAN code's values; variant 'paper': the paper's) ------
     config.optim = ConfigDict()

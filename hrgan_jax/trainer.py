@@ -198,9 +198,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     g_tx, d_tx, g_lr, d_lr = state_lib.optimizers(config, steps_per_epoch)
     train_step = step_lib.make_train_step(config, g_tx, d_tx, g_lr, d_lr)
     rep, batch_sharding = parallel.replicated(mesh), parallel.data_sharded(mesh)
-    # The step takes and returns the state as a few flat buffers (state_lib.FlatLayout):
-    # handing ~5,500 leaves to every call would cost the host more than a GPU step's tenth.
-    layout = state_lib.FlatLayout(abstract_state(config, g_tx, d_tx, mesh))
+    # On accelerators the step takes and returns the state as a few flat buffers
+    # (state_lib.FlatLayout): handing ~5,500 leaves to every call would cost the host more
+    # than a GPU step's tenth.  On the CPU the pytree compiles in half the time.
+    layout = state_lib.layout(abstract_state(config, g_tx, d_tx, mesh),
+                              flat=flat_state(config, mesh))
     jit_step = jax.jit(layout.step(train_step), in_shardings=(rep, batch_sharding),
                        out_shardings=(rep, rep), donate_argnums=0)
     to_buffers = jax.jit(layout.ravel, out_shardings=rep)
@@ -349,6 +351,14 @@ def _evaluate(evaluator: Callable, state, step: int, ckpt: ckpt_lib.Checkpoints)
         raise
     ckpt.record_evaluation(step, metrics)
     return metrics
+
+
+def flat_state(config, mesh) -> bool:
+    """config.train.flat_state: 'on', 'off', or 'auto' (flat on accelerators, not on the CPU)."""
+    mode = config.train.get("flat_state", "auto")
+    if mode == "auto":
+        return mesh.devices.flat[0].platform != "cpu"
+    return mode == "on"
 
 
 def ckpt_every(config) -> int:

@@ -14,21 +14,26 @@ from hrgan_jax import checkpoints, parallel, state as state_lib, trainer
 ONE = jax.devices()[:1]  # the sharded step is tested in test_step; one CPU device is fastest
 
 
-def _config(root, steps):
+def _config(root, steps, **fields):
     config = train_config(**{"data.root": root, "train.steps": steps,
                                   "train.log_every": 2, "checkpoint.every_steps": 3,
-                                  "eval.every_epochs": -1})
+                                  "eval.every_epochs": -1, **fields})
     return config
 
 
 @pytest.mark.slow
 def test_resume_is_exact(train_coco_root, tmp_path, capsys):
+    """Six steps straight equal three, a restart and three more, bit for bit; the split
+    run's step takes the state as flat buffers (the accelerators' layout), the straight
+    run's as the pytree (the CPU's), so the two layouts are shown equal as well."""
     straight, split = str(tmp_path / "straight"), str(tmp_path / "split")
     trainer.train_and_evaluate(_config(train_coco_root, 6), straight, devices=ONE)
-    trainer.train_and_evaluate(_config(train_coco_root, 3), split, devices=ONE)
+    trainer.train_and_evaluate(_config(train_coco_root, 3, **{"train.flat_state": "on"}), split,
+                               devices=ONE)
     out = capsys.readouterr().out
     assert "starting a new run" in out
-    trainer.train_and_evaluate(_config(train_coco_root, 6), split, devices=ONE)
+    trainer.train_and_evaluate(_config(train_coco_root, 6, **{"train.flat_state": "on"}), split,
+                               devices=ONE)
     assert "resuming from step 3 of 6" in capsys.readouterr().out
 
     step_a, a, meta = latest_state(_config(train_coco_root, 6), straight)
