@@ -5,6 +5,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+TEST_STAMP := $(VENV)/.installed-test
 # PyTorch is optional: only the .pth tests and the torch-parity checks use it. Install the
 # CPU build when the machine carries its wheel (pip's find-links); never the multi-GB CUDA one.
 TORCH_CPU := torch==2.13.0+cpu
@@ -16,26 +17,32 @@ QUIET_PIP := { grep -v "is ignored: it is neither a file nor a directory" || tru
 
 .PHONY: test test-fast demo bench clean
 
+# The demo's environment: the package and its ONNX extra.
 $(STAMP): requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip 2>&1 | $(QUIET_PIP)
-	$(PY) -m pip install -q -r requirements.txt 2>&1 | $(QUIET_PIP)
 	@{ $(PY) -m pip install -q -e ".[onnx]" && \
 	   $(PY) -m pip install -q --no-deps "$(JAX2ONNX)"; } 2>&1 | $(QUIET_PIP) \
-	  || echo "note: ONNX export unavailable (jax2onnx/onnxruntime did not install); its tests will be skipped"
+	  || { echo "note: ONNX export unavailable (jax2onnx/onnxruntime did not install); its tests will be skipped"; \
+	       $(PY) -m pip install -q -e . 2>&1 | $(QUIET_PIP); }
+	touch $(STAMP)
+
+# The tests' additions: pytest, TFDS (requirements.txt: the [test] extra) and PyTorch.
+$(TEST_STAMP): $(STAMP)
+	$(PY) -m pip install -q -r requirements.txt 2>&1 | $(QUIET_PIP)
 	@$(PY) -m pip install -q "$(TORCH_CPU)" 2>&1 | $(QUIET_PIP) \
 	  || echo "note: no local CPU PyTorch wheel; the tests that read .pth files will be skipped"
-	touch $(STAMP)
+	touch $(TEST_STAMP)
 
 # The whole suite on every core (pytest-xdist; at most 4 workers: each holds a few GB),
 # then its 15 slowest tests.
 PYTEST := $(PY) -m pytest -q -n auto --maxprocesses=4 --dist worksteal
-test: $(STAMP)
+test: $(TEST_STAMP)
 	$(PYTEST) --durations=15
 
 # The edit-test loop: everything but the tests marked slow (training runs, subprocesses,
 # multi-device equality); those still run in `make test`.
-test-fast: $(STAMP)
+test-fast: $(TEST_STAMP)
 	$(PYTEST) -m "not slow" --durations=10
 
 # The demo: HRGAN learns to find the joints of rendered figures, end to end on a CPU
