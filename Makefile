@@ -79,7 +79,7 @@ demo: $(STAMP)
 	@$(PY) -c "import glob, json, os; \
 	  files = glob.glob('$(DEMO_RUN)/eval/results_*.json'); \
 	  f = max(files, key=lambda p: int(os.path.basename(p)[8:-5])); r = json.load(open(f)); \
-	  print('demo: COCO AP %.3f (AP50 %.3f, AR %.3f) at step %d, synthetic val2017 with detector boxes' \
+	  print('demo: COCO AP %.3f (AP50 %.3f, AR %.3f) at step %d, synthetic val2017 with detector boxes, DARK decoding' \
 	        % (r['AP'], r['Ap .5'], r['AR'], r['step'])); \
 	  print('pictures: $(DEMO)/predictions/*.pose.png; curves: $(DEMO_RUN)/curves.png; ' \
 	        'TensorBoard: --logdir $(DEMO_RUN)')"
