@@ -10,9 +10,10 @@ that survive mirroring (face and hair, the shirt's buttons, feet pointing forwar
 
 Chosen for a short run on a 2-core CPU: plain scenes, the 'small' preset for G and D,
 He-normal init, Adam for G, batch 16, sigma 2, milder augmentation, 1000 steps, DARK
-decoding in the evaluation, float32 (at 1000 steps, bfloat16 reached AP 0.620 with
-DARK decoding, float32 0.651, for an 8% faster step here; 900 steps reached 0.637).  The runs behind each choice:
-benchmarks/NOTES.md, "The demo config".
+decoding in the evaluation, float32.  At 1000 steps float32 reached AP 0.651 (0.645
+with the official decoding) and bfloat16 0.620, for an 8% faster step on this CPU;
+900 steps reached 0.637.  The runs behind each choice: benchmarks/NOTES.md, "The demo
+config".
 """
 from configs import default
 
