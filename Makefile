@@ -46,7 +46,7 @@ test-fast: $(TEST_STAMP)
 	$(PYTEST) -m "not slow" --durations=10
 
 # The demo: HRGAN learns to find the joints of rendered figures, end to end on a CPU
-# (13 minutes on a quiet 2-core CPU, .venv included).  Everything goes under demo_out/: data/ (synthetic COCO-format
+# (12 minutes on a quiet 2-core CPU, .venv included).  Everything goes under demo_out/: data/ (synthetic COCO-format
 # dataset), run/ (checkpoints, TensorBoard events, metrics.jsonl, curves.png, eval/),
 # export/ (generator.msgpack, generator.safetensors, config.json, generator*.onnx, generator_savedmodel/) and predictions/
 # (keypoints.pose.json and the validation images with skeletons drawn).  A rerun reuses
