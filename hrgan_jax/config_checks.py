@@ -15,7 +15,8 @@ from hrgan_jax.models.config import KERNEL_INITS
 
 # A string that must be one of a few.
 CHOICES = {"data.name": ("coco", "mpii"), "data.source": ("files", "tfds"),
-           "train.nan_policy": ("stop", "skip"), "train.flat_state": ("auto", "on", "off"), "optim.g_name": ("rmsprop", "adam"),
+           "train.nan_policy": ("stop", "skip"), "train.flat_state": ("auto", "on", "off"),
+           "optim.g_name": ("rmsprop", "adam"),
            "optim.d_name": ("rmsprop", "adam"), "model.dtype": ("float32", "bfloat16"),
            "model.kernel_init": KERNEL_INITS, "synth.scene": ("cluttered", "plain"),
            "eval.decode": ("official", "dark")}

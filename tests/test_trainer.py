@@ -132,3 +132,29 @@ def test_the_flat_state_the_step_takes_is_the_state_exactly():
     for x, y in zip(leaves, jax.tree.leaves(back), strict=True):
         assert (x.shape, x.dtype) == (y.shape, y.dtype)
         np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+
+def test_the_step_takes_flat_buffers_on_accelerators_and_the_pytree_on_the_cpu():
+    """config.train.flat_state: 'auto' is flat off the CPU only; the CPU's TreeLayout
+    hands back a snapshot in buffers of its own, which the next (donating) step leaves
+    alone; an unknown value is an error naming the field."""
+    from hrgan_jax import config_checks
+    config, mesh = train_config(), parallel.make_mesh(ONE)
+    assert trainer.flat_state(config, mesh) is False  # 'auto' on the CPU
+    config.train.flat_state = "on"
+    assert trainer.flat_state(config, mesh) is True
+    config.train.flat_state = "off"
+    assert trainer.flat_state(config, mesh) is False
+    config.train.flat_state = "flat"
+    with pytest.raises(ValueError,
+                       match="config.train.flat_state = 'flat': choose one of auto, on, off"):
+        config_checks.check(config)
+
+    tree = {"a": jax.numpy.arange(4.0), "b": jax.numpy.ones((2, 3), jax.numpy.int32)}
+    layout = state_lib.layout(tree, flat=False)
+    assert layout.ravel(tree) is tree and layout.step(len) is len  # the step as it is
+    snapshot = jax.jit(layout.unravel)(tree)
+    for x, y in zip(jax.tree.leaves(tree), jax.tree.leaves(snapshot)):
+        assert x.unsafe_buffer_pointer() != y.unsafe_buffer_pointer()
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+    assert isinstance(state_lib.layout(tree, flat=True), state_lib.FlatLayout)
