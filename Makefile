@@ -17,19 +17,19 @@ QUIET_PIP := { grep -v "is ignored: it is neither a file nor a directory" || tru
 
 .PHONY: test test-fast demo bench clean
 
-# The demo's environment: the package and its ONNX extra.
+# The package with its test and ONNX extras (requirements.txt first: jax2onnx, installed
+# without its dependencies, comes last, or pip reports them missing at the next install).
 $(STAMP): requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip 2>&1 | $(QUIET_PIP)
+	$(PY) -m pip install -q -r requirements.txt 2>&1 | $(QUIET_PIP)
 	@{ $(PY) -m pip install -q -e ".[onnx]" && \
 	   $(PY) -m pip install -q --no-deps "$(JAX2ONNX)"; } 2>&1 | $(QUIET_PIP) \
-	  || { echo "note: ONNX export unavailable (jax2onnx/onnxruntime did not install); its tests will be skipped"; \
-	       $(PY) -m pip install -q -e . 2>&1 | $(QUIET_PIP); }
+	  || echo "note: ONNX export unavailable (jax2onnx/onnxruntime did not install); its tests will be skipped"
 	touch $(STAMP)
 
-# The tests' additions: pytest, TFDS (requirements.txt: the [test] extra) and PyTorch.
+# The tests' addition: the CPU PyTorch wheel (the demo never reads a .pth file).
 $(TEST_STAMP): $(STAMP)
-	$(PY) -m pip install -q -r requirements.txt 2>&1 | $(QUIET_PIP)
 	@$(PY) -m pip install -q "$(TORCH_CPU)" 2>&1 | $(QUIET_PIP) \
 	  || echo "note: no local CPU PyTorch wheel; the tests that read .pth files will be skipped"
 	touch $(TEST_STAMP)
