@@ -94,12 +94,6 @@ class TreeLayout:
         return train_step
 
 
-def layout(state: Any, flat: bool) -> FlatLayout | TreeLayout:
-    """How the trainer hands the state to its jitted step: ``FlatLayout(state)`` when
-    ``flat``, else ``TreeLayout()``."""
-    return FlatLayout(state) if flat else TreeLayout()
-
-
 def learning_rate(base_lr: float, optim: ml_collections.ConfigDict,
                   steps_per_epoch: int) -> optax.Schedule:
     """Step-wise decay: base_lr x lr_factor at each epoch in lr_steps (PyTorch MultiStepLR)."""

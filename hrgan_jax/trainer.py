@@ -201,8 +201,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     # On accelerators the step takes and returns the state as a few flat buffers
     # (state_lib.FlatLayout): handing ~5,500 leaves to every call would cost the host more
     # than a GPU step's tenth.  On the CPU the pytree compiles in half the time.
-    layout = state_lib.layout(abstract_state(config, g_tx, d_tx, mesh),
-                              flat=flat_state(config, mesh))
+    layout = (state_lib.FlatLayout(abstract_state(config, g_tx, d_tx, mesh))
+              if flat_state(config, mesh) else state_lib.TreeLayout())
     jit_step = jax.jit(layout.step(train_step), in_shardings=(rep, batch_sharding),
                        out_shardings=(rep, rep), donate_argnums=0)
     to_buffers = jax.jit(layout.ravel, out_shardings=rep)

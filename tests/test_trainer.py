@@ -151,10 +151,9 @@ def test_the_step_takes_flat_buffers_on_accelerators_and_the_pytree_on_the_cpu()
         config_checks.check(config)
 
     tree = {"a": jax.numpy.arange(4.0), "b": jax.numpy.ones((2, 3), jax.numpy.int32)}
-    layout = state_lib.layout(tree, flat=False)
+    layout = state_lib.TreeLayout()
     assert layout.ravel(tree) is tree and layout.step(len) is len  # the step as it is
     snapshot = jax.jit(layout.unravel)(tree)
     for x, y in zip(jax.tree.leaves(tree), jax.tree.leaves(snapshot)):
         assert x.unsafe_buffer_pointer() != y.unsafe_buffer_pointer()
         np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
-    assert isinstance(state_lib.layout(tree, flat=True), state_lib.FlatLayout)
