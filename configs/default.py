@@ -90,6 +90,7 @@ def get_config(preset: str = "w32") -> ConfigDict:
     config.adversarial.k0 = 0.0  # initial k_t
     config.adversarial.target_weight_in_d = False  # ablation: weight D's errors by the target weights
     config.adversarial.adv_grad_through_target = True  # L_adv's gradient also through its target H_hat (public code)
+    config.adversarial.d_network = ""  # D's layer1 and stages 2-4: '' = G's (the paper, the public code), or a preset (w32, w48, tiny, small, micro)
 
     # ---- evaluation ------------------------------------------------------------------
     config.eval = ConfigDict()

@@ -44,7 +44,8 @@ def check(config: ml_collections.ConfigDict, net: str, weights_path: str) -> int
     """0 when the file fits the configured network, else 1 (the mismatch printed)."""
     state_dict = weights.load_file(weights_path)
     try:
-        weights.from_torch(state_dict, config.model, net, what=weights_path)
+        weights.from_torch(state_dict, models.network_config(config, net), net,
+                           what=weights_path)
     except weights.WeightsMismatchError as e:
         print(e)
         return 1
@@ -103,11 +104,12 @@ def export(config: ml_collections.ConfigDict, net: str, workdir: str | None,
         if not single_file:
             raise ValueError("export of a fresh or discriminator network needs --out=FILE.safetensors|.npz|.pth")
         if weights_path:
-            variables = weights.from_torch(weights.load_file(weights_path), config.model, net,
+            variables = weights.from_torch(weights.load_file(weights_path),
+                                           models.network_config(config, net), net,
                                            what=weights_path)
             source = weights_path
         else:
-            module, sample = models.network(config.model, net)
+            module, sample = models.network(models.network_config(config, net), net)
             variables = models.init(module, jax.random.PRNGKey(config.seed), sample)
             source = f"a fresh initialisation (seed {config.seed})"
         _write_official(variables, config, net, out, source)
@@ -153,7 +155,7 @@ def _write_onnx(config, variables, out: str) -> None:
 
 
 def _write_official(variables: Any, config, net: str, path: str, source: str) -> None:
-    state_dict = weights.to_torch(variables, config.model, net)
+    state_dict = weights.to_torch(variables, models.network_config(config, net), net)
     weights.save_file(state_dict, path)
     count = sum(v.size for k, v in state_dict.items() if "running_" not in k)
     print(f"wrote {path}: {net} from {source}, {len(state_dict)} tensors, {count:,} parameters "

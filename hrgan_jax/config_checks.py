@@ -11,7 +11,7 @@ from __future__ import annotations
 import difflib
 from typing import Iterable
 
-from hrgan_jax.models.config import KERNEL_INITS
+from hrgan_jax.models.config import KERNEL_INITS, PRESET_WIDTHS
 
 # A string that must be one of a few.
 CHOICES = {"data.name": ("coco", "mpii"), "data.source": ("files", "tfds"),
@@ -19,7 +19,8 @@ CHOICES = {"data.name": ("coco", "mpii"), "data.source": ("files", "tfds"),
            "optim.g_name": ("rmsprop", "adam"),
            "optim.d_name": ("rmsprop", "adam"), "model.dtype": ("float32", "bfloat16"),
            "model.kernel_init": KERNEL_INITS, "synth.scene": ("cluttered", "plain"),
-           "eval.decode": ("official", "dark")}
+           "eval.decode": ("official", "dark"),
+           "adversarial.d_network": ("",) + tuple(PRESET_WIDTHS)}
 # A (width, height) pair of positive integers.
 PAIRS = ("data.image_size", "data.heatmap_size", "synth.image_size")
 
@@ -41,7 +42,8 @@ def check(config) -> None:
         except (KeyError, AttributeError):
             continue
         if value not in allowed:
-            problems.append(f"config.{path} = {value!r}: choose one of {', '.join(allowed)}")
+            names = ", ".join(a or "''" for a in allowed)
+            problems.append(f"config.{path} = {value!r}: choose one of {names}")
     for path in PAIRS:
         try:
             value = _get(config, path)

@@ -121,7 +121,8 @@ def initial_variables(config: ml_collections.ConfigDict, seed: int) -> tuple[dic
     """Freshly initialised (G, D) variables; G from ``config.model.init`` when set."""
     key_g, key_d = jax.random.split(jax.random.PRNGKey(seed))
     g_module, g_input = models.network(config.model, "generator")
-    d_module, d_input = models.network(config.model, "discriminator")
+    d_module, d_input = models.network(models.network_config(config, "discriminator"),
+                                       "discriminator")
     g_vars = models.init(g_module, key_g, g_input)
     d_vars = models.init(d_module, key_d, d_input)
     path = config.model.get("init", "")
@@ -161,7 +162,8 @@ def abstract(config: ml_collections.ConfigDict, g_tx, d_tx) -> GANState:
     """The GANState's shapes and dtypes (jax.ShapeDtypeStruct leaves), computing nothing:
     the target a checkpoint is restored into."""
     g_module, g_input = models.network(config.model, "generator")
-    d_module, d_input = models.network(config.model, "discriminator")
+    d_module, d_input = models.network(models.network_config(config, "discriminator"),
+                                       "discriminator")
 
     def build():
         key = jax.random.PRNGKey(0)

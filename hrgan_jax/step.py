@@ -52,8 +52,8 @@ def make_train_step(config: ml_collections.ConfigDict, g_tx: optax.GradientTrans
     never exists.
     """
     generator = models.generator(config.model)
-    discriminator = models.discriminator(config.model)
-    d_spec = models.validate(config.model)
+    d_spec = models.validate(models.network_config(config, "discriminator"))
+    discriminator = models.HRDiscriminator(d_spec)
     data, adv = config.data, config.adversarial
     image_size, heatmap_size = tuple(data.image_size), tuple(data.heatmap_size)
     sigma = float(data.sigma)

@@ -22,7 +22,7 @@ import numpy as np
 from absl import logging
 
 from hrgan_jax import checkpoints as ckpt_lib
-from hrgan_jax import config_checks, parallel, state as state_lib, step as step_lib
+from hrgan_jax import config_checks, models, parallel, state as state_lib, step as step_lib
 
 
 class NonFiniteError(FloatingPointError):
@@ -216,6 +216,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                                 remove_partial=True)
     meta = {"global_batch": global_batch, "seed": int(config.seed), "data": config.data.name,
             "model": config.model.name, "num_joints": num_joints,
+            "discriminator": models.network_config(config, "discriminator").name,
             "steps_per_epoch": steps_per_epoch}
     start = ckpt.latest_step()
     if start is None:
@@ -226,7 +227,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                   f"global batch {global_batch} on {mesh.devices.size} devices)", flush=True)
     else:
         try:
-            ckpt.check_meta(start, meta, ("model", "num_joints"))
+            ckpt.check_meta(start, meta, ("model", "discriminator", "num_joints"))
             state, saved = ckpt.restore(start, abstract_state(config, g_tx, d_tx, mesh))
         except ckpt_lib.CheckpointError:
             ckpt.close()

@@ -83,6 +83,19 @@ def test_export_then_check(tmp_path, monkeypatch):
     assert status == 1
     assert "does not fit" in stdout and "conv1.weight (64, 3, 3, 3)" in stdout
 
+    # D with another preset's stages (config.adversarial.d_network): its own layout.
+    status, stdout, _ = launch_here(
+        monkeypatch, "--mode=check", "--config=configs/default.py:tiny", "--net=discriminator",
+        "--config.adversarial.d_network=micro", f"--weights={out}")
+    assert status == 1 and "does not fit" in stdout
+    micro = tmp_path / "d_micro.safetensors"
+    for mode, path in (("export", f"--out={micro}"), ("check", f"--weights={micro}")):
+        status, stdout, stderr = launch_here(
+            monkeypatch, f"--mode={mode}", "--config=configs/default.py:tiny",
+            "--net=discriminator", "--config.adversarial.d_network=micro", path)
+        assert status == 0, stderr
+    assert "fits the discriminator" in stdout
+
 
 def test_export_converts_official_weights(tmp_path, monkeypatch):
     _, _, sd = load_reference("hrnet_tiny_k3_17j_128x96")
@@ -143,7 +156,9 @@ def test_bad_command_lines_say_what_is_wrong(tmp_path, monkeypatch):
 def test_config_values_of_the_wrong_type_or_shape_are_one_line_errors(tmp_path, monkeypatch):
     cases = {"--config.train.steps=abc": "flag --config.train.steps=abc: invalid literal for int()",
              "--config.data.image_size=64": "config.data.image_size = (64,): give (width, height)",
-             "--config.train.nan_policy=skp": "config.train.nan_policy = 'skp': choose one of stop, skip"}
+             "--config.train.nan_policy=skp": "config.train.nan_policy = 'skp': choose one of stop, skip",
+             "--config.adversarial.d_network=w40":
+                 "config.adversarial.d_network = 'w40': choose one of '', w32, w48, tiny, small, micro"}
     for arg, message in cases.items():
         status, _, stderr = launch_here(monkeypatch, "--mode=check",
                                         "--config=configs/default.py:tiny", arg,

@@ -191,6 +191,31 @@ def test_config_presets_and_official_yaml():
     assert cfg.pretrained_layers == ("conv1", "bn1")
 
 
+def test_d_is_g_network_unless_the_run_names_another_preset():
+    from configs.default import get_config
+    config = get_config("tiny")
+    config.model.bn_group = 4
+    config.model.dtype = "bfloat16"
+    assert models.network_config(config, "discriminator") is config.model  # the paper's D
+    config.adversarial.d_network = "micro"
+    d_cfg = models.network_config(config, "discriminator")
+    assert models.network_config(config, "generator") is config.model
+    micro = models.hrnet_config("micro")
+    spec, g_spec = models.validate(d_cfg), models.validate(config.model)
+    assert spec.stages == models.validate(micro).stages and spec.stage1 == models.validate(micro).stage1
+    assert (spec.num_joints, spec.dtype, spec.bn_group) == (17, "bfloat16", 4)
+    assert g_spec.stages != spec.stages and config.model.name == "tiny" and d_cfg.name == "micro"
+    # Its official-layout keys round-trip, and G's file does not fit it.
+    module, sample = models.network(d_cfg, "discriminator")
+    variables = models.init(module, jax.random.PRNGKey(0), sample)
+    sd = weights.to_torch(variables, d_cfg, "discriminator")
+    back = weights.from_torch(sd, d_cfg, "discriminator")
+    assert jax.tree.all(jax.tree.map(lambda a, b: np.array_equal(a, b), back, variables))
+    assert sd["final_layer.weight"].shape == (17, 4, 1, 1)
+    with pytest.raises(weights.WeightsMismatchError):
+        weights.from_torch(sd, config.model, "discriminator")
+
+
 def test_config_errors_name_the_field():
     with pytest.raises(ValueError, match="unknown HRNet preset"):
         models.hrnet_config("w40")

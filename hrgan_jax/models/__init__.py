@@ -2,6 +2,10 @@
 
     cfg = models.hrnet_config("w32", num_joints=17)
     g, d = models.generator(cfg), models.discriminator(cfg)
+
+In a run's config, G is ``config.model`` and D is ``network_config(config, "discriminator")``:
+the same network (the paper's and the official code's D) unless
+``config.adversarial.d_network`` names another preset's layer1 and stages 2-4.
 """
 from __future__ import annotations
 
@@ -10,8 +14,8 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from hrgan_jax.models.config import (IMAGENET_LAYERS, NetSpec, config_from_official,
-                                     hrnet_config, validate)
+from hrgan_jax.models.config import (IMAGENET_LAYERS, PRESET_WIDTHS, STAGES, NetSpec,
+                                     config_from_official, hrnet_config, validate)
 from hrgan_jax.models.discriminator import (HRDiscriminator, discriminator_input,
                                             resize_to_heatmap)
 from hrgan_jax.models.hrnet import PoseHighResolutionNet
@@ -28,6 +32,28 @@ def discriminator(cfg: ml_collections.ConfigDict) -> HRDiscriminator:
 
 
 NETS = ("generator", "discriminator")
+
+
+def network_config(config: ml_collections.ConfigDict, net: str = "generator"
+                   ) -> ml_collections.ConfigDict:
+    """The network config of G or D in a run's ``config``.
+
+    G: ``config.model``.  D: the same, or, when ``config.adversarial.d_network`` names a
+    preset, ``config.model`` with that preset's layer1 and stages 2-4 (a cheaper D for
+    short runs; the demo's).  D's joint count, dtype and BatchNorm groups always follow
+    ``config.model``.
+    """
+    if net not in NETS:
+        raise ValueError(f"net must be one of {NETS}, got {net!r}")
+    name = config.get("adversarial", {}).get("d_network", "")
+    if net == "generator" or not name:
+        return config.model
+    preset = hrnet_config(name, int(config.model.num_joints))
+    cfg = ml_collections.ConfigDict(config.model.to_dict())
+    cfg.name = name
+    for stage in ("stage1",) + STAGES:
+        cfg[stage] = preset[stage]
+    return cfg
 
 
 def network(cfg: ml_collections.ConfigDict | NetSpec,
@@ -64,6 +90,6 @@ def init(module, key: jax.Array, *inputs: jax.Array) -> dict:
     return compiled(key, *inputs)
 
 
-__all__ = ["NETS", "network", "init", "IMAGENET_LAYERS", "NetSpec", "config_from_official", "hrnet_config", "validate",
+__all__ = ["NETS", "PRESET_WIDTHS", "network", "network_config", "init", "IMAGENET_LAYERS", "NetSpec", "config_from_official", "hrnet_config", "validate",
            "generator", "discriminator", "discriminator_input", "resize_to_heatmap",
            "PoseHighResolutionNet", "HRDiscriminator"]

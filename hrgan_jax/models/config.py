@@ -25,6 +25,8 @@ DTYPES = ("float32", "bfloat16", "float16")
 # "he" is He-normal (fan_out, gain sqrt(2), torchvision ResNet's), an option for
 # training from scratch in few steps (the synthetic demo).
 KERNEL_INITS = ("official", "he")
+# hrnet_config's presets and their base width (the first branch's channels).
+PRESET_WIDTHS = {"w32": 32, "w48": 48, "tiny": 8, "small": 16, "micro": 4}
 
 # The official HRNet yamls initialise these from ImageNet (everything but the head).
 IMAGENET_LAYERS = ("conv1", "bn1", "conv2", "bn2", "layer1", "transition1", "stage2",
@@ -59,10 +61,9 @@ def hrnet_config(name: str = "w32", num_joints: int = 17, *, final_conv_kernel: 
       2-4, one module and one block each.  Its GAN step compiles in 9 s against tiny's
       50 s (64x64, batch 8, a quiet 2-core CPU, the tests' compiler flags).
     """
-    widths = {"w32": 32, "w48": 48, "tiny": 8, "small": 16, "micro": 4}
-    if name not in widths:
-        raise ValueError(f"unknown HRNet preset {name!r}: choose one of {sorted(widths)}")
-    w = widths[name]
+    if name not in PRESET_WIDTHS:
+        raise ValueError(f"unknown HRNet preset {name!r}: choose one of {sorted(PRESET_WIDTHS)}")
+    w = PRESET_WIDTHS[name]
     c = (w, 2 * w, 4 * w, 8 * w)
     stage1 = ml_collections.ConfigDict(OFFICIAL_STAGE1)
     if name in ("tiny", "small"):
