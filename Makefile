@@ -46,7 +46,7 @@ test-fast: $(TEST_STAMP)
 	$(PYTEST) -m "not slow" --durations=10
 
 # The demo: HRGAN learns to find the joints of rendered figures, end to end on a CPU
-# (12 minutes on a quiet 2-core CPU, .venv included).  Everything goes under demo_out/: data/ (synthetic COCO-format
+# (8 minutes on a quiet 2-core CPU, .venv included).  Everything goes under demo_out/: data/ (synthetic COCO-format
 # dataset), run/ (checkpoints, TensorBoard events, metrics.jsonl, curves.png, eval/),
 # export/ (generator.msgpack, generator.safetensors, config.json, generator*.onnx, generator_savedmodel/) and predictions/
 # (keypoints.pose.json and the validation images with skeletons drawn).  A rerun reuses
@@ -63,7 +63,7 @@ demo: $(STAMP)
 	  rm -rf $(DEMO)/data && \
 	  $(PY) launch.py --mode=synth $(DEMO_CFG) --config.data.root=$(DEMO)/data && \
 	  touch $(DEMO)/data/.complete; fi
-	@echo "== 2/6 train HRGAN (generator and discriminator: the 'small' HRNet)"
+	@echo "== 2/6 train HRGAN (generator: the 'small' HRNet; discriminator: the 'micro' one)"
 	$(PY) launch.py --mode=train $(DEMO_CFG) --config.data.root=$(DEMO_DATA) --workdir=$(DEMO_RUN)
 	@echo "== 3/6 evaluate the best checkpoint (COCO AP, detector boxes, synthetic val2017)"
 	$(PY) launch.py --mode=evaluate $(DEMO_CFG) --config.data.root=$(DEMO_DATA) --workdir=$(DEMO_RUN)

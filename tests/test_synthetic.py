@@ -261,9 +261,11 @@ def test_workers_give_the_same_dataset(tmp_path):
 
 def test_demo_config_is_valid():
     from configs import synthetic as demo
-    from hrgan_jax import models
+    from hrgan_jax import config_checks, models
     config = demo.get_config()
+    config_checks.check(config)
     models.validate(config.model)
+    assert models.validate(models.network_config(config, "discriminator")).stage1.num_channels == (8,)
     assert config.synth.scene in S.SCENES and config.model.kernel_init == "he"
     assert config.data.heatmap_size[0] * 4 == config.data.image_size[0]
     assert config.optim.lr_steps[-1] * 93 < config.train.steps  # both decays happen
