@@ -19,11 +19,12 @@ QUIET_PIP := { grep -v "is ignored: it is neither a file nor a directory" || tru
 
 # The package with its test and ONNX extras (requirements.txt first: jax2onnx, installed
 # without its dependencies, comes last, or pip reports them missing at the next install).
+# PYTHONWARNINGS quiets setuptools' notice that an editable install is one (a warning).
 $(STAMP): requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip 2>&1 | $(QUIET_PIP)
 	$(PY) -m pip install -q -r requirements.txt 2>&1 | $(QUIET_PIP)
-	@{ $(PY) -m pip install -q -e ".[onnx]" && \
+	@{ PYTHONWARNINGS=ignore::UserWarning $(PY) -m pip install -q -e ".[onnx]" && \
 	   $(PY) -m pip install -q --no-deps "$(JAX2ONNX)"; } 2>&1 | $(QUIET_PIP) \
 	  || echo "note: ONNX export unavailable (jax2onnx/onnxruntime did not install); its tests will be skipped"
 	touch $(STAMP)

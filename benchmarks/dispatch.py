@@ -25,13 +25,10 @@ import jax.numpy as jnp  # noqa: E402
 
 def _state(preset: str):
     from configs.default import get_config
-    from hrgan_jax import state as state_lib, weights
+    from hrgan_jax import state as state_lib
     config = get_config(preset)
     g_tx, d_tx, _, _ = state_lib.optimizers(config, steps_per_epoch=1000)
-    g = weights.from_torch(weights.trained_scale_state_dict(config.model), config.model)
-    d = weights.from_torch(weights.trained_scale_state_dict(config.model, "discriminator"),
-                           config.model, "discriminator")
-    return jax.device_put(state_lib.from_variables(config, g, d, g_tx, d_tx))
+    return jax.device_put(state_lib.at_trained_scale(config, g_tx, d_tx))
 
 
 def _median_call(f, x, iters: int) -> tuple[float, float]:

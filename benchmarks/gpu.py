@@ -159,17 +159,14 @@ def row_step(kind: str, dtype: str, per_device: int, preset: str, size, bn_group
              iters: int, warmup: int, trace_dir: str | None) -> dict:
     import jax
     import numpy as np
-    from hrgan_jax import parallel, state as state_lib, step as step_lib, weights
+    from hrgan_jax import parallel, state as state_lib, step as step_lib
     mesh = parallel.make_mesh()
     n_dev = mesh.devices.size
     global_batch = per_device * n_dev
     group = min(bn_group, per_device)
     config = _config(preset, dtype, size, global_batch, kind == "gan", group)
     g_tx, d_tx, g_lr, d_lr = state_lib.optimizers(config, steps_per_epoch=1000)
-    g = weights.from_torch(weights.trained_scale_state_dict(config.model), config.model)
-    d = weights.from_torch(weights.trained_scale_state_dict(config.model, "discriminator"),
-                           config.model, "discriminator")
-    state = parallel.replicate(state_lib.from_variables(config, g, d, g_tx, d_tx), mesh)
+    state = parallel.replicate(state_lib.at_trained_scale(config, g_tx, d_tx), mesh)
     rep = parallel.replicated(mesh)
     # As the trainer runs it: the state as one buffer per dtype (state_lib.FlatLayout).
     layout = state_lib.FlatLayout(state)

@@ -4,6 +4,7 @@ HRNet-only step (the baseline), one table.
     python benchmarks/train_step.py                          # W32, 256x192, batch 8 per device, float32
     python benchmarks/train_step.py --batch 64 --dtype bfloat16 --iters 20   # on a GPU
     python benchmarks/train_step.py --preset tiny --height 64 --width 64 --steps gan,hrnet
+    python benchmarks/train_step.py --preset small --d-network micro --batch 16 --height 128 --width 96   # the demo's
 
 Synthetic batches (uint8 images, random joints), so no dataset is needed.  The step is
 the trainer's: jitted over a mesh of every device with the batch split on it and the
@@ -28,7 +29,7 @@ import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
 from benchmarks.forward import _mib, device_line, peak_memory  # noqa: E402
-from hrgan_jax import parallel, state as state_lib, step as step_lib, weights  # noqa: E402
+from hrgan_jax import parallel, state as state_lib, step as step_lib  # noqa: E402
 
 # Dense (no sparsity) peak FLOP/s per device, by device_kind substring.
 PEAK_FLOPS = {
@@ -47,7 +48,8 @@ def _peak(device, dtype: str) -> float | None:
     return None
 
 
-def make_config(preset: str, dtype: str, height: int, width: int, batch: int, adversarial: bool):
+def make_config(preset: str, dtype: str, height: int, width: int, batch: int, adversarial: bool,
+                d_network: str = ""):
     from configs.default import get_config
     config = get_config(preset)
     config.model.dtype = dtype
@@ -55,6 +57,7 @@ def make_config(preset: str, dtype: str, height: int, width: int, batch: int, ad
     config.data.heatmap_size = (width // 4, height // 4)
     config.train.batch_size = batch
     config.adversarial.enabled = adversarial
+    config.adversarial.d_network = d_network
     return config
 
 
@@ -65,16 +68,13 @@ def synthetic_batch(rng: np.random.Generator, batch: int, height: int, width: in
 
 
 def bench(preset: str, dtype: str, per_device: int, height: int, width: int, adversarial: bool,
-          iters: int, warmup: int) -> dict:
+          iters: int, warmup: int, d_network: str = "") -> dict:
     mesh = parallel.make_mesh()
     global_batch = per_device * mesh.devices.size
-    config = make_config(preset, dtype, height, width, global_batch, adversarial)
+    config = make_config(preset, dtype, height, width, global_batch, adversarial, d_network)
     g_tx, d_tx, g_lr, d_lr = state_lib.optimizers(config, steps_per_epoch=1000)
     # Weights at a trained network's scale, made in numpy (no Flax init to compile).
-    g = weights.from_torch(weights.trained_scale_state_dict(config.model), config.model)
-    d = weights.from_torch(weights.trained_scale_state_dict(config.model, "discriminator"),
-                           config.model, "discriminator")
-    state = state_lib.from_variables(config, g, d, g_tx, d_tx)
+    state = state_lib.at_trained_scale(config, g_tx, d_tx)
     state = parallel.replicate(state, mesh)
     rep = parallel.replicated(mesh)
     step = jax.jit(step_lib.make_train_step(config, g_tx, d_tx, g_lr, d_lr),
@@ -120,6 +120,8 @@ def bench(preset: str, dtype: str, per_device: int, height: int, width: int, adv
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--preset", default="w32", help="network preset: w32, w48, small, tiny, micro (default w32)")
+    p.add_argument("--d-network", default="", help="D's preset (config.adversarial.d_network; "
+                   "default: the same as --preset)")
     p.add_argument("--batch", type=int, default=8, help="images per device (default 8)")
     p.add_argument("--dtype", default="float32", help="compute dtype(s), comma-separated: float32, bfloat16")
     p.add_argument("--steps", default="hrgan,hrnet", help="which steps: hrgan, hrnet (default both)")
@@ -130,7 +132,8 @@ def main(argv=None) -> None:
     args = p.parse_args(argv)
 
     print(device_line())
-    print(f"HRNet-{args.preset.upper()} train step, {args.height}x{args.width}, "
+    d = f" (D: {args.d_network})" if args.d_network else ""
+    print(f"HRNet-{args.preset.upper()}{d} train step, {args.height}x{args.width}, "
           f"{args.batch} per device, median of {args.iters}")
     header = (f"{'step':<6} {'dtype':<9} {'batch':>5} {'ms/step':>9} {'images/s':>9} "
               f"{'GFLOP/img':>9} {'GB/img':>7} {'MFU':>6} {'program mem':>12} {'per image':>10}  peak mem")
@@ -139,7 +142,7 @@ def main(argv=None) -> None:
     for which in args.steps.split(","):
         for dtype in args.dtype.split(","):
             r = bench(args.preset, dtype.strip(), args.batch, args.height, args.width,
-                      which.strip() == "hrgan", args.iters, args.warmup)
+                      which.strip() == "hrgan", args.iters, args.warmup, args.d_network)
             mfu = "-" if r["mfu"] is None else f"{100 * r['mfu']:.1f}%"
             print(f"{r['step']:<6} {r['dtype']:<9} {r['batch']:>5} {r['ms']:>9.1f} {r['ips']:>9.1f} "
                   f"{r['gflop_per_image']:>9.2f} {r['gb_per_image']:>7.3f} {mfu:>6} {_mib(r['program']):>12} "

@@ -151,6 +151,17 @@ def from_variables(config: ml_collections.ConfigDict, g_vars: dict, d_vars: dict
         skipped=jnp.zeros((), jnp.int32))
 
 
+def at_trained_scale(config: ml_collections.ConfigDict, g_tx, d_tx, seed: int = 0) -> GANState:
+    """A GANState at step 0 whose weights have a trained network's scale
+    (``weights.trained_scale_state_dict``), made in numpy: for benchmarks, whose timings
+    N(0, 0.001) initial weights would distort, and with no Flax init to compile."""
+    nets = {}
+    for net in models.NETS:
+        cfg = models.network_config(config, net)
+        nets[net] = weights.from_torch(weights.trained_scale_state_dict(cfg, net, seed), cfg, net)
+    return from_variables(config, nets["generator"], nets["discriminator"], g_tx, d_tx)
+
+
 def create(config: ml_collections.ConfigDict, g_tx, d_tx, seed: int | None = None) -> GANState:
     """A new GANState (host arrays; the trainer places it on the mesh)."""
     seed = config.seed if seed is None else seed
