@@ -45,6 +45,8 @@ def variant(config: dict) -> str:
         name += ", no equilibrium"
     if adv.get("target_weight_in_d", False):
         name += ", target weight in D"
+    if adv.get("d_network", ""):
+        name += f", D {adv['d_network']}"
     changed = [f"{k} {adv[k]:g}" for k, v in DEFAULTS.items() if k in adv and adv[k] != v]
     return name + (f" ({', '.join(changed)})" if changed else "")
 

@@ -94,6 +94,13 @@ def test_compare_two_tiny_runs_gives_the_table_and_the_plot(two_runs, tmp_path):
         compare.compare([str(tmp_path)], str(tmp_path / "cmp"))
 
 
+def test_a_run_is_named_by_what_it_changes_in_the_adversary():
+    assert compare.variant({"adversarial": {"enabled": False, "d_network": "micro"}}) == "HRNet"
+    assert compare.variant({}) == "HRGAN"
+    assert compare.variant({"adversarial": {"enabled": True, "d_network": "micro",
+                                            "gamma": 1.0}}) == "HRGAN, D micro (gamma 1)"
+
+
 def test_compare_summarises_each_variant_over_its_seeds():
     def run(name, seed, values, ratio):
         evals = {100 * (i + 1): {"Mean": v} for i, v in enumerate(values)}
