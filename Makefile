@@ -23,7 +23,7 @@ QUIET_PIP := { grep -v "is ignored: it is neither a file nor a directory" || tru
 $(STAMP): requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip 2>&1 | $(QUIET_PIP)
-	$(PY) -m pip install -q -r requirements.txt 2>&1 | $(QUIET_PIP)
+	PYTHONWARNINGS=ignore::UserWarning $(PY) -m pip install -q -r requirements.txt 2>&1 | $(QUIET_PIP)
 	@{ PYTHONWARNINGS=ignore::UserWarning $(PY) -m pip install -q -e ".[onnx]" && \
 	   $(PY) -m pip install -q --no-deps "$(JAX2ONNX)"; } 2>&1 | $(QUIET_PIP) \
 	  || echo "note: ONNX export unavailable (jax2onnx/onnxruntime did not install); its tests will be skipped"
