@@ -22,8 +22,9 @@ def get_config(preset: str = "w32") -> ConfigDict:
     config.seed = 0  # PRNG seed: parameter initialisation, augmentation order, dropout-free step rng
 
     # ---- networks --------------------------------------------------------------------
-    # G and D share this stage config (D is HRNet without the stem).  Fields are the
-    # official MODEL.EXTRA's, lower case: num_joints, final_conv_kernel (1 or 3),
+    # G and D share this stage config (D is HRNet without the stem; adversarial.d_network
+    # may give D another preset's stages).  Fields are the official MODEL.EXTRA's, lower
+    # case: num_joints, final_conv_kernel (1 or 3),
     # stage2..stage4 (num_modules, num_branches, block, num_blocks, num_channels,
     # fuse_method), pretrained_layers, dtype (float32 | bfloat16 compute), kernel_init
     # (official: N(0, 0.001) as init_weights; he: He-normal, for short runs from scratch),
