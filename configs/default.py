@@ -5,7 +5,8 @@ public code's optimisers (RMSprop for G, Adam for D).
 
     python launch.py --mode=train --config=configs/default.py --workdir=/tmp/run \
         --config.data.root=/data/coco
-    python launch.py --mode=export --config=configs/default.py:w48 --config.model.num_joints=16 ...
+    python launch.py --mode=export --config=configs/default.py:w48 --config.data.name=mpii \
+        --config.model.num_joints=16 ...
 
 The argument after ':' picks the network preset: w32 (default), w48, small, tiny or micro.  Any
 field can be overridden on the command line as --config.<path>=<value>; an unknown path
@@ -38,6 +39,8 @@ def get_config(preset: str = "w32") -> ConfigDict:
     # ---- data ------------------------------------------------------------------------
     config.data = ConfigDict()
     config.data.name = "coco"  # coco | mpii: the annotation layout, joints and flip pairs
+    config.data.keypoints = ""  # '' = data.name's joints (COCO 17, MPII 16); FILE = your own: a keypoints JSON or a COCO annotation file (its categories entry), COCO layout (docs/keypoints.md)
+    config.data.category_id = 1  # the COCO category read: annotations, evaluation, and keypoints=FILE's categories entry (1 = person)
     config.data.root = ""  # dataset directory, laid out as the official dataset
     config.data.source = "files"  # files (read root directly) | tfds (prepared TFDS dataset)
     config.data.tfds_dir = ""  # TFDS data_dir when source=tfds ('' = TFDS default)

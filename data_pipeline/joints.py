@@ -1,10 +1,12 @@
-"""The keypoint sets of COCO and MPII: the one place their facts live.
+"""Keypoint sets as data (KeypointSet), and the built-in ones of COCO and MPII: the one
+place their facts live.
 
 Joint names (and MPII's official short names, as gt_valid.mat spells them), flip pairs,
 limbs, upper-body joints and OKS sigmas.  Training (flip augmentation, half-body),
 evaluation (flip test, OKS, PCKh), the synthetic writer and drawing all read them from
-here.  Indices are 0-based, in each dataset's official joint order; left and right are
-the person's own sides.
+a KeypointSet; data_pipeline/keypoint_sets.py reads other sets from files and picks a
+config's.  Indices are 0-based, in each dataset's official joint order; left and right
+are the person's own sides.
 """
 from __future__ import annotations
 
@@ -53,8 +55,18 @@ MPII_UPPER_BODY = (7, 8, 9, 10, 11, 12, 13, 14, 15)  # thorax, neck, head top, a
 
 
 @dataclasses.dataclass(frozen=True)
-class Skeleton:
-    """A keypoint set: names, left/right pairs, limbs, upper body, and the sides."""
+class KeypointSet:
+    """A keypoint set, as data: what training, evaluation, prediction and export need to
+    know about the joints.
+
+    joints: names, in the annotation's order; flip_pairs: (left, right) index pairs that
+    swap under a horizontal flip; limbs: index pairs drawn as lines; upper_body: the
+    joints of the half-body augmentation's upper half; sigmas: per-joint OKS falloff of
+    COCO-style AP (None: no OKS, e.g. MPII, whose metric is PCKh); joint_weights: per-joint
+    factors of the heatmap loss (the official USE_DIFFERENT_JOINTS_WEIGHT); left, right:
+    the person's own sides (drawing colours); source: where the set was read ('' for the
+    built-in ones).
+    """
     name: str
     joints: tuple
     flip_pairs: tuple
@@ -62,10 +74,17 @@ class Skeleton:
     upper_body: tuple
     left: frozenset
     right: frozenset
+    sigmas: tuple | None = None
+    joint_weights: tuple | None = None
+    source: str = ""
 
     @property
     def num_joints(self) -> int:
         return len(self.joints)
+
+    def describe(self) -> str:
+        """'coco', 'figure13' (from FILE): the set's name in messages."""
+        return f"{self.name!r}" + (f" (from {self.source})" if self.source else "")
 
     def side(self, joint: int) -> str:
         """'left', 'right' or 'centre' (the person's own side)."""
@@ -82,11 +101,29 @@ class Skeleton:
             perm[a], perm[b] = b, a
         return perm
 
+    def weights(self) -> tuple:
+        """The loss's per-joint weights (1 for each joint unless the set gives others)."""
+        return self.joint_weights or (1.0,) * self.num_joints
 
-COCO = Skeleton("coco", COCO_JOINTS, COCO_FLIP_PAIRS, COCO_LIMBS, COCO_UPPER_BODY,
-                left=frozenset(range(1, 17, 2)), right=frozenset(range(2, 17, 2)))
-MPII = Skeleton("mpii", MPII_JOINTS, MPII_FLIP_PAIRS, MPII_LIMBS, MPII_UPPER_BODY,
-                left=frozenset((3, 4, 5, 13, 14, 15)), right=frozenset((0, 1, 2, 10, 11, 12)))
+    def to_json(self) -> dict:
+        """The set as a keypoints file holds it (data_pipeline/keypoint_sets.py reads it
+        back): names, and pairs and lists by joint name; skeleton 1-based as COCO's."""
+        n = self.joints
+        out = {"name": self.name, "keypoints": list(n),
+               "skeleton": [[a + 1, b + 1] for a, b in self.limbs],
+               "flip_pairs": [[n[a], n[b]] for a, b in self.flip_pairs],
+               "upper_body": [n[j] for j in self.upper_body],
+               "joint_weights": list(self.weights())}
+        if self.sigmas is not None:
+            out["sigmas"] = list(self.sigmas)
+        return out
+
+
+COCO = KeypointSet("coco", COCO_JOINTS, COCO_FLIP_PAIRS, COCO_LIMBS, COCO_UPPER_BODY,
+                   left=frozenset(range(1, 17, 2)), right=frozenset(range(2, 17, 2)),
+                   sigmas=tuple(COCO_SIGMAS.tolist()))
+MPII = KeypointSet("mpii", MPII_JOINTS, MPII_FLIP_PAIRS, MPII_LIMBS, MPII_UPPER_BODY,
+                   left=frozenset((3, 4, 5, 13, 14, 15)), right=frozenset((0, 1, 2, 10, 11, 12)))
 SKELETONS = {"coco": COCO, "mpii": MPII}
 
 # Per-dataset views, for code that holds a dataset name.
@@ -95,8 +132,8 @@ FLIP_PAIRS = {name: s.flip_pairs for name, s in SKELETONS.items()}
 UPPER_BODY = {name: s.upper_body for name, s in SKELETONS.items()}
 
 
-def get_skeleton(dataset: str) -> Skeleton:
-    """The Skeleton of 'coco' or 'mpii' (case-insensitive)."""
+def get_skeleton(dataset: str) -> KeypointSet:
+    """The built-in keypoint set of 'coco' or 'mpii' (case-insensitive)."""
     try:
         return SKELETONS[dataset.lower()]
     except KeyError:
@@ -104,5 +141,5 @@ def get_skeleton(dataset: str) -> Skeleton:
 
 
 def flip_permutation(name: str) -> list[int]:
-    """The flip permutation of dataset ``name`` (see Skeleton.flip_permutation)."""
+    """The flip permutation of dataset ``name`` (see KeypointSet.flip_permutation)."""
     return get_skeleton(name).flip_permutation()

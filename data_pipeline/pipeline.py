@@ -23,8 +23,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from data_pipeline import augment, coco, mpii, tf_on_host_only
-from data_pipeline.joints import NUM_JOINTS, UPPER_BODY, flip_permutation
+from data_pipeline import augment, coco, keypoint_sets, mpii, tf_on_host_only
 from data_pipeline.records import DataError, Records, split_names
 
 
@@ -39,14 +38,16 @@ def _aspect(data_cfg) -> float:
 
 
 @functools.lru_cache(maxsize=4)
-def _read(name, root, split, num_joints, aspect, detections, detection_file, threshold, skip):
+def _read(name, root, split, num_joints, aspect, detections, detection_file, threshold, skip,
+          category_id=1):
     if name == "coco":
         if detections:
             return coco.read_detections(root, split, detection_file=detection_file,
                                         num_joints=num_joints, aspect_ratio=aspect,
-                                        image_threshold=threshold, skip_bad=skip)
+                                        image_threshold=threshold, skip_bad=skip,
+                                        category_id=category_id)
         return coco.read_ground_truth(root, split, num_joints=num_joints, aspect_ratio=aspect,
-                                      skip_bad=skip)
+                                      skip_bad=skip, category_id=category_id)
     if name == "mpii":
         return mpii.read(root, split, num_joints=num_joints, skip_bad=skip)
     raise ValueError(f"config.data.name must be 'coco' or 'mpii', got {name!r}")
@@ -59,7 +60,7 @@ def read_records(data_cfg, split: str, *, num_joints: int, training: bool) -> Re
     detections = data_cfg.name == "coco" and not training and not data_cfg.use_gt_boxes
     return _read(data_cfg.name, data_cfg.root, split, num_joints, _aspect(data_cfg), detections,
                  data_cfg.detection_file, float(data_cfg.image_threshold),
-                 bool(data_cfg.skip_bad_records))
+                 bool(data_cfg.skip_bad_records), int(data_cfg.get("category_id", 1)))
 
 
 class _FileSource:
@@ -94,13 +95,14 @@ def _source(data_cfg, split: str, *, num_joints: int, training: bool):
 
 
 def _augment_config(data_cfg, num_joints: int) -> augment.AugmentConfig:
-    if NUM_JOINTS[data_cfg.name] != num_joints:
-        raise ValueError(f"num_joints={num_joints} but config.data.name={data_cfg.name!r} has "
-                         f"{NUM_JOINTS[data_cfg.name]} joints")
-    upper = set(UPPER_BODY[data_cfg.name])
+    kset = keypoint_sets.of_config(data_cfg)
+    if kset.num_joints != num_joints:
+        raise ValueError(f"num_joints={num_joints} but the keypoint set {kset.describe()} "
+                         f"has {kset.num_joints} joints")
+    upper = set(kset.upper_body)
     return augment.AugmentConfig(
         image_size=tuple(int(v) for v in data_cfg.image_size),
-        flip_perm=tuple(flip_permutation(data_cfg.name)),
+        flip_perm=tuple(kset.flip_permutation()),
         upper_body=tuple(j in upper for j in range(num_joints)),
         scale_factor=float(data_cfg.scale_factor), rotation_factor=float(data_cfg.rotation_factor),
         rotation_prob=float(data_cfg.rotation_prob), flip=bool(data_cfg.flip),
@@ -236,7 +238,7 @@ class DatasetInfo:
 def steps_per_epoch(data_cfg, global_batch: int, *, num_joints: int | None = None) -> int:
     """Training steps per epoch: num_records // global_batch (the remainder is dropped);
     a DataError when the training split cannot fill one global batch."""
-    num_joints = num_joints or NUM_JOINTS[data_cfg.name]
+    num_joints = num_joints or keypoint_sets.of_config(data_cfg).num_joints
     src = _source(data_cfg, split_names(data_cfg)[0], num_joints=num_joints, training=True)
     _check_fills_a_batch(src, global_batch)
     return DatasetInfo(src.num_records, global_batch).steps_per_epoch

@@ -2,7 +2,8 @@
 end here before anything expensive starts.
 
 ``check(config)`` names every field whose value the code would otherwise misread
-silently, or fail on far from the command line; ``unknown_override(config, overrides)``
+silently, or fail on far from the command line (the keypoint set included: its file
+read and model.num_joints checked against it); ``unknown_override(config, overrides)``
 names a ``--config.<path>`` that is not a field, with the closest field's name.  The
 defaults and the meaning of each field live in configs/default.py.
 """
@@ -52,8 +53,37 @@ def check(config) -> None:
         if len(value) != 2 or not all(isinstance(v, int) and v > 0 for v in value):
             problems.append(f"config.{path} = {tuple(value)!r}: give (width, height), two "
                             f"positive integers, e.g. --config.{path}='(192, 256)'")
+    if not problems:
+        problems += keypoint_problems(config)
     if problems:
         raise ValueError("; ".join(problems))
+
+
+def keypoint_problems(config) -> list[str]:
+    """The keypoint set (data_pipeline/keypoint_sets.py) against the rest of the config:
+    a keypoints file that cannot be read as one (its DataError, naming the file and the
+    field), one given for a layout or source that has fixed joints, and model.num_joints
+    not the set's number of joints."""
+    from data_pipeline import keypoint_sets
+    try:
+        data = config.data
+        num_joints = int(config.model.num_joints)
+    except (KeyError, AttributeError):
+        return []
+    custom = data.get("keypoints", "")
+    if custom and data.name != "coco":
+        return [f"config.data.keypoints = {custom!r} needs the COCO layout: set "
+                f"--config.data.name=coco (MPII's layout and PCKh have its 16 joints)"]
+    if custom and data.get("source", "files") != "files":
+        return [f"config.data.keypoints = {custom!r}: the TFDS builders hold COCO's and "
+                f"MPII's joints only; set --config.data.source=files"]
+    kset = keypoint_sets.of_config(data)  # a DataError (a ValueError) for a bad file
+    if kset.num_joints != num_joints:
+        return [f"config.model.num_joints = {num_joints} but the keypoint set "
+                f"{kset.describe()} has {kset.num_joints}: set "
+                f"--config.model.num_joints={kset.num_joints}"
+                + ("" if custom else ", or --config.data.keypoints=FILE for your own joints")]
+    return []
 
 
 def unknown_override(config, overrides: Iterable[str]) -> str | None:

@@ -13,14 +13,14 @@ import os
 import numpy as np
 from PIL import Image, ImageDraw
 
-from data_pipeline.joints import Skeleton, get_skeleton
+from data_pipeline.joints import KeypointSet, get_skeleton
 
 PRED_COLORS = {"left": (255, 150, 0), "right": (230, 30, 30), "centre": (255, 230, 0)}
 GT_COLORS = {"left": (0, 210, 70), "right": (30, 110, 255), "centre": (0, 230, 230)}
 
 
-def _skeleton(dataset) -> Skeleton:
-    return dataset if isinstance(dataset, Skeleton) else get_skeleton(dataset)
+def _skeleton(dataset) -> KeypointSet:
+    return dataset if isinstance(dataset, KeypointSet) else get_skeleton(dataset)
 
 
 def draw_skeleton(image, joints, dataset="coco", scores=None, threshold: float = 0.2,
@@ -30,7 +30,7 @@ def draw_skeleton(image, joints, dataset="coco", scores=None, threshold: float =
 
     joints: (J, 2); scores: (J,) scores or visibilities, joints with score < threshold are
     left out together with their limbs (None: all drawn); dataset: 'coco', 'mpii' or a
-    Skeleton.  radius/width default to about 1/64 and 1/128 of the image's shorter side.
+    KeypointSet.  radius/width default to about 1/64 and 1/128 of the image's shorter side.
     """
     image = np.asarray(image)
     if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:

@@ -138,9 +138,9 @@ def heatmaps_fn(config: ml_collections.ConfigDict, folded: bool = False) -> Call
     """``heatmaps(variables, images uint8 (B,H,W,3)) -> (B,h,w,J)``: G in eval mode; with
     config.eval.flip_test the mirrored crops are averaged in (flipped back, pairs
     swapped, shifted one pixel as the official flip test)."""
-    from data_pipeline.joints import FLIP_PAIRS
+    from data_pipeline import keypoint_sets
     apply = apply_fn(config, folded)
-    flip_pairs = FLIP_PAIRS[config.data.name]
+    flip_pairs = keypoint_sets.of_config(config.data).flip_pairs
     flip, shift = bool(config.eval.flip_test), bool(config.eval.shift_heatmap)
 
     def heatmaps(variables, images):

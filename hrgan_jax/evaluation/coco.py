@@ -2,8 +2,9 @@
 
 Per person (one detector or ground-truth box each): rescoring = box score x the mean of
 the joint scores above ``in_vis_thre``; then per image a greedy OKS-NMS at ``oks_thre``
-(COCO sigmas, area = prod(scale x 200)); the survivors go to a COCO results JSON and
-through pycocotools COCOeval('keypoints').
+(the keypoint set's sigmas, COCO's by default; area = prod(scale x 200)); the survivors
+go to a COCO results JSON and through pycocotools COCOeval('keypoints'), its
+params.kpt_oks_sigmas set to the same sigmas.
 
 The returned OrderedDict uses the official stat names (STATS_NAMES, 'Ap .5' spelling
 included) so the printed table is the official one; ``short_names`` maps them to
@@ -100,9 +101,10 @@ def oks_nms(keypoints, scores, areas, thresh: float, sigmas=COCO_SIGMAS,
 
 
 def select_people(keypoints, box_scores, areas, image_ids, in_vis_thre: float = 0.2,
-                  oks_thre: float = 0.9):
-    """Rescoring then per-image OKS-NMS.  Returns (indices into the inputs, new scores),
-    grouped by image in order of first appearance, highest score first in each image."""
+                  oks_thre: float = 0.9, sigmas=COCO_SIGMAS):
+    """Rescoring then per-image OKS-NMS (with the keypoint set's ``sigmas``).  Returns
+    (indices into the inputs, new scores), grouped by image in order of first appearance,
+    highest score first in each image."""
     scores = rescore(keypoints, box_scores, in_vis_thre)
     by_image = collections.defaultdict(list)
     for n, img in enumerate(np.asarray(image_ids).tolist()):
@@ -111,18 +113,19 @@ def select_people(keypoints, box_scores, areas, image_ids, in_vis_thre: float = 
     for people in by_image.values():
         people = np.asarray(people)
         keep = oks_nms(np.asarray(keypoints)[people], scores[people], np.asarray(areas)[people],
-                       oks_thre)
+                       oks_thre, sigmas)
         kept.extend(people[keep].tolist())
     return np.asarray(kept, np.int64), scores
 
 
-def results_json(keypoints, scores, image_ids, center=None, scale=None) -> list:
-    """COCO keypoint results: [{image_id, category_id: 1, keypoints: [x, y, s] * J,
+def results_json(keypoints, scores, image_ids, center=None, scale=None,
+                 category_id: int = PERSON_CATEGORY_ID) -> list:
+    """COCO keypoint results: [{image_id, category_id (1), keypoints: [x, y, s] * J,
     score}], plus center and scale when given (the official file carries them too)."""
     keypoints = np.asarray(keypoints, np.float32).astype(np.float64)
     out = []
     for n in range(len(keypoints)):
-        r = {"image_id": int(np.asarray(image_ids)[n]), "category_id": PERSON_CATEGORY_ID,
+        r = {"image_id": int(np.asarray(image_ids)[n]), "category_id": int(category_id),
              "keypoints": keypoints[n].reshape(-1).tolist(), "score": float(scores[n])}
         if center is not None:
             r["center"] = np.asarray(center, np.float64)[n].tolist()
@@ -147,8 +150,13 @@ def load_ground_truth(gt):
     return coco
 
 
-def coco_keypoint_eval(coco_gt, res_file) -> collections.OrderedDict:
-    """pycocotools COCOeval('keypoints') of a results JSON: the ten stats, official names."""
+def coco_keypoint_eval(coco_gt, res_file, sigmas=COCO_SIGMAS,
+                       category_id: int = PERSON_CATEGORY_ID) -> collections.OrderedDict:
+    """pycocotools COCOeval('keypoints') of a results JSON: the ten stats, official names.
+
+    sigmas: the keypoint set's OKS sigmas (COCOeval's params.kpt_oks_sigmas; its own
+    default is COCO's 17, the same numbers as COCO_SIGMAS); category_id: the category
+    evaluated (params.catIds)."""
     from pycocotools.cocoeval import COCOeval
     coco_gt = load_ground_truth(coco_gt)
     gt_name = getattr(coco_gt, "annotation_file", "the annotation file")
@@ -166,6 +174,8 @@ def coco_keypoint_eval(coco_gt, res_file) -> collections.OrderedDict:
     with contextlib.redirect_stdout(log):
         coco_dt = coco_gt.loadRes(res_file)
         coco_eval = COCOeval(coco_gt, coco_dt, "keypoints")
+        coco_eval.params.kpt_oks_sigmas = np.asarray(sigmas, np.float64)
+        coco_eval.params.catIds = [int(category_id)]
         coco_eval.evaluate()
         coco_eval.accumulate()
         coco_eval.summarize()
@@ -174,10 +184,13 @@ def coco_keypoint_eval(coco_gt, res_file) -> collections.OrderedDict:
 
 
 def evaluate(keypoints, box_scores, image_ids, coco_gt, res_file, center=None, scale=None,
-             areas=None, in_vis_thre: float = 0.2, oks_thre: float = 0.9):
+             areas=None, in_vis_thre: float = 0.2, oks_thre: float = 0.9, sigmas=COCO_SIGMAS,
+             category_id: int = PERSON_CATEGORY_ID):
     """The official COCO evaluation of per-person predictions.
 
-    keypoints: (N, 17, 3) image pixels and joint score (decode's coords and maxvals);
+    keypoints: (N, J, 3) image pixels and joint score (decode's coords and maxvals);
+    sigmas: (J,) the keypoint set's OKS sigmas (OKS-NMS and COCOeval; COCO's by default);
+    category_id: the COCO category of the people (1, person);
     box_scores: (N,); image_ids: (N,) COCO image ids; center, scale: (N, 2) the crops
     (scale in units of 200 px); areas: (N,), default prod(scale * 200) as the official
     code; coco_gt: annotation path or COCO; res_file: where the results JSON goes.
@@ -189,6 +202,9 @@ def evaluate(keypoints, box_scores, image_ids, coco_gt, res_file, center=None, s
                          "set or the detection file yield any person box?")
     if keypoints.ndim != 3 or keypoints.shape[2] != 3:
         raise ValueError(f"keypoints must be (N, J, 3) with (x, y, score), got {keypoints.shape}")
+    if keypoints.shape[1] != len(sigmas):
+        raise ValueError(f"keypoints have {keypoints.shape[1]} joints but {len(sigmas)} OKS "
+                         f"sigmas were given: give the keypoint set's")
     n = len(keypoints)
     for name, a in (("box_scores", box_scores), ("image_ids", image_ids), ("center", center),
                     ("scale", scale), ("areas", areas)):
@@ -198,12 +214,13 @@ def evaluate(keypoints, box_scores, image_ids, coco_gt, res_file, center=None, s
         if scale is None:
             raise ValueError("give areas or scale (area = prod(scale * 200))")
         areas = np.prod(np.asarray(scale, np.float64) * PIXEL_STD, axis=1)
-    kept, scores = select_people(keypoints, box_scores, areas, image_ids, in_vis_thre, oks_thre)
+    kept, scores = select_people(keypoints, box_scores, areas, image_ids, in_vis_thre, oks_thre,
+                                 sigmas)
     pick = lambda a: None if a is None else np.asarray(a)[kept]
     results = results_json(keypoints[kept], scores[kept], np.asarray(image_ids)[kept],
-                           pick(center), pick(scale))
+                           pick(center), pick(scale), category_id)
     res_file = os.fspath(res_file)
     os.makedirs(os.path.dirname(os.path.abspath(res_file)), exist_ok=True)
     with open(res_file, "w") as f:
         json.dump(results, f, sort_keys=True, indent=4)
-    return coco_keypoint_eval(coco_gt, res_file)
+    return coco_keypoint_eval(coco_gt, res_file, sigmas, category_id)

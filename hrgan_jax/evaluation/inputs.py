@@ -13,7 +13,8 @@ import os
 
 import numpy as np
 
-from data_pipeline.joints import MPII_PCKH_NAMES, NUM_JOINTS
+from data_pipeline import keypoint_sets
+from data_pipeline.joints import MPII_PCKH_NAMES
 from data_pipeline.records import DataError, load_json, split_names
 from hrgan_jax import evaluation
 
@@ -48,14 +49,16 @@ def check(config) -> None:
     num_records = None
     if data.source == "files":  # the readers check every record, box and image file
         from data_pipeline import pipeline
-        records = pipeline.read_records(data, split, num_joints=NUM_JOINTS[data.name],
+        records = pipeline.read_records(data, split,
+                                        num_joints=keypoint_sets.of_config(data).num_joints,
                                         training=False)
         num_records = len(records)
         if not num_records:
             raise DataError(f"{records.source}: nothing to evaluate in split {split!r}")
     if data.name == "coco":
         from data_pipeline import coco
-        check_coco_annotations(coco.annotation_file(data.root, split))
+        check_coco_annotations(coco.annotation_file(data.root, split),
+                               int(data.get("category_id", 1)))
     else:
         from data_pipeline import mpii
         check_mpii_ground_truth(mpii.gt_file(data.root), num_records)
@@ -65,16 +68,16 @@ def _number(v) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
-def check_coco_annotations(path: str) -> None:
-    """Every field pycocotools' keypoint evaluation reads, in every annotation."""
+def check_coco_annotations(path: str, category_id: int = 1) -> None:
+    """Every field pycocotools' keypoint evaluation reads, in every annotation, and the
+    evaluated category (config.data.category_id, 1 = person) among the categories."""
     ann = load_json(path)
     if not isinstance(ann, dict):
         raise DataError(f"{path}: not a COCO annotation file (a JSON object)")
     for key in ("images", "annotations", "categories"):
         if not isinstance(ann.get(key), list):
             raise DataError(f"{path}: '{key}' must be a list (pycocotools' evaluation reads it)")
-    if not any(isinstance(c, dict) and c.get("id") == 1 for c in ann["categories"]):
-        raise DataError(f"{path}: 'categories' has no entry with id 1 (person)")
+    keypoint_sets.category(ann["categories"], category_id, path)
     for i, im in enumerate(ann["images"]):
         if not isinstance(im, dict) or "id" not in im:
             raise DataError(f"{path}: images[{i}]: needs an 'id'")

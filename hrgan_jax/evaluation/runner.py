@@ -57,7 +57,7 @@ def make_evaluator(config: ml_collections.ConfigDict, mesh, workdir: str | None 
     ``writer``, a grid of evaluation crops with predicted skeletons (and true ones where
     the record has joints) goes to TensorBoard.
     """
-    from data_pipeline import pipeline
+    from data_pipeline import keypoint_sets, pipeline
     from hrgan_jax import draw, evaluation
     from hrgan_jax.evaluation import coco, mpii
 
@@ -71,6 +71,7 @@ def make_evaluator(config: ml_collections.ConfigDict, mesh, workdir: str | None 
     out_dir = out_dir or (os.path.join(workdir, "eval") if workdir else None)
     coco_gt = None
     lead = jax.process_index() == 0
+    kset = keypoint_sets.of_config(config.data)
 
     if predictor is not None and jax.process_count() > 1:
         raise ValueError("an exported model is evaluated by one process: run without "
@@ -138,7 +139,8 @@ def make_evaluator(config: ml_collections.ConfigDict, mesh, workdir: str | None 
                 results = coco.evaluate(preds, cat["score"], cat["image_id"], coco_gt, res_file,
                                         center=cat["center"], scale=cat["scale"],
                                         areas=cat["area"], in_vis_thre=config.eval.in_vis_thre,
-                                        oks_thre=config.eval.oks_thre)
+                                        oks_thre=config.eval.oks_thre, sigmas=kset.sigmas,
+                                        category_id=int(config.data.get("category_id", 1)))
             else:
                 if limit > 0 and len(preds) < info.num_records:
                     raise ValueError("MPII PCKh needs the whole validation set: set "
@@ -160,7 +162,7 @@ def make_evaluator(config: ml_collections.ConfigDict, mesh, workdir: str | None 
                     gt = np.stack([_affine(t, np.asarray(records.joints)[r])
                                    for t, r in zip(trans, index)])
                     gt_vis = np.asarray(records.joints_vis)[index]
-                crops = draw.crops_with_skeletons(images, pred, gt, gt_vis, config.data.name,
+                crops = draw.crops_with_skeletons(images, pred, gt, gt_vis, kset,
                                                   pred_scores=scores,
                                                   threshold=float(config.eval.draw_threshold))
                 writer.write_images(step, {"eval/crops": draw.image_grid(crops)[None]})
