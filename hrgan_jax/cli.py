@@ -13,7 +13,8 @@ from hrgan_jax import inference, models, weights
 
 
 def synth(config: ml_collections.ConfigDict) -> dict:
-    """Write the synthetic COCO- and MPII-format datasets under config.data.root."""
+    """Write the synthetic COCO- and MPII-format datasets under config.data.root; with
+    config.data.keypoints, the COCO-format one labels that keypoint set's joints."""
     from data_pipeline import synthetic
     root = config.data.root
     if not root:
@@ -25,6 +26,14 @@ def synth(config: ml_collections.ConfigDict) -> dict:
         raise ValueError(f"config.synth.datasets: {unknown or 'empty'}; choose from coco, mpii")
     writers = {"coco": (synthetic.write_coco, "train2017", "val2017"),
                "mpii": (synthetic.write_mpii, "train", "valid")}
+    # Your own keypoint set (config.data.keypoints): the COCO-format dataset labels its
+    # joints, under its own categories entry; its names are checked before any rendering.
+    own = {}
+    if config.data.get("keypoints", ""):
+        from data_pipeline import keypoint_sets
+        kset = keypoint_sets.of_config(config.data)
+        synthetic.figure_points_of(kset)
+        own = {"keypoint_set": kset, "category_id": int(config.data.get("category_id", 1))}
     start = time.perf_counter()
     summary = {}
     for name in datasets:
@@ -32,8 +41,10 @@ def synth(config: ml_collections.ConfigDict) -> dict:
         summary[name] = write(os.path.join(root, name),
                               {train_split: int(s.num_train), val_split: int(s.num_val)},
                               int(config.seed), tuple(s.image_size), (1, int(s.max_people)),
-                              int(s.workers), s.get("scene", "cluttered"))
-    print(f"wrote the synthetic datasets under {root} in {time.perf_counter() - start:.0f} s:")
+                              int(s.workers), s.get("scene", "cluttered"),
+                              **(own if name == "coco" else {}))
+    joints = f" (COCO format: {own['keypoint_set'].describe()}, {own['keypoint_set'].num_joints} joints)" if own else ""
+    print(f"wrote the synthetic datasets under {root} in {time.perf_counter() - start:.0f} s{joints}:")
     for name, splits in summary.items():
         for split, counts in splits.items():
             print(f"  {name}/{split}: " + ", ".join(f"{v} {k}" for k, v in counts.items()))
@@ -50,7 +61,13 @@ def check(config: ml_collections.ConfigDict, net: str, weights_path: str) -> int
         print(e)
         return 1
     count = sum(v.size for k, v in state_dict.items() if "running_" not in k)
-    print(f"{weights_path}: fits the {net} ({len(state_dict)} tensors, {count:,} parameters)")
+    joints = ""
+    if net == "generator":
+        from data_pipeline import keypoint_sets
+        kset = keypoint_sets.of_config(config.data)
+        joints = f", {kset.num_joints} heatmaps: the keypoint set {kset.describe()}"
+    print(f"{weights_path}: fits the {net} ({len(state_dict)} tensors, {count:,} parameters"
+          f"{joints})")
     return 0
 
 
@@ -126,7 +143,7 @@ def export(config: ml_collections.ConfigDict, net: str, workdir: str | None,
         f.write(serialization.msgpack_serialize(jax.tree.map(np.asarray, variables)))
     os.replace(tmp, msgpack_path)
     with open(os.path.join(out, "config.json"), "w") as f:
-        f.write(config.to_json_best_effort(indent=2, sort_keys=True))
+        f.write(config_json(config))
     _write_official(variables, config, "generator", os.path.join(out, "generator.safetensors"),
                     source)
     print(f"wrote {msgpack_path} and {os.path.join(out, 'config.json')}")
@@ -139,6 +156,19 @@ def export(config: ml_collections.ConfigDict, net: str, workdir: str | None,
     from hrgan_jax import saved_model
     sm = saved_model.write(config, variables, os.path.join(out, "generator_savedmodel"))
     print(f"wrote {sm}: TensorFlow SavedModel, uint8 crops -> heatmaps, keypoints, scores")
+
+
+def config_json(config: ml_collections.ConfigDict) -> str:
+    """The config as JSON plus ``keypoint_set``: the joints the heatmaps are, in order, with
+    their flip pairs, limbs, upper body, OKS sigmas and weights, so that an exported model
+    describes its outputs without the keypoints file it was trained with
+    (--config.data.keypoints=EXPORT/config.json reads the set back)."""
+    import json
+
+    from data_pipeline import keypoint_sets
+    out = json.loads(config.to_json_best_effort())
+    out["keypoint_set"] = keypoint_sets.of_config(config.data).to_json()
+    return json.dumps(out, indent=2, sort_keys=True)
 
 
 def _write_onnx(config, variables, out: str) -> None:

@@ -10,8 +10,9 @@ generator in eval mode with the flip test (``inference.load_predictor``: JAX wit
 BatchNorm folded, or an exported ONNX/SavedModel model), peaks and
 the inverse affine (``keypoints.to_image_coords``).  Without boxes each image is one
 person whose box is the whole image.  With boxes, people are rescored (box score x mean
-confident joint score) and, for COCO's 17 joints, OKS-NMS'd as in evaluation; boxes
-scoring below config.data.image_threshold are dropped.
+confident joint score) and, for a keypoint set with OKS sigmas (COCO's, or your own:
+config.data.keypoints), OKS-NMS'd as in evaluation; boxes scoring below
+config.data.image_threshold are dropped.
 
 Written into the output directory (--out, else the input's directory):
 ``keypoints.pose.json`` (COCO keypoint results, plus file_name and bbox per person) and
@@ -80,12 +81,12 @@ def image_id_of(path: str, index: int) -> int:
 
 
 def read_boxes(boxes_path: str, paths: list[str], threshold: float = 0.0,
-               sizes: list[tuple[int, int]] | None = None) -> list[Person]:
+               sizes: list[tuple[int, int]] | None = None, category_id: int = 1) -> list[Person]:
     """People from a COCO results-format detection file.
 
     Each entry is checked by the dataset reader's rules (``data_pipeline.coco.detection``:
     ``bbox`` [x, y, w, h] with w, h > 0, optional numeric ``score`` (1) and
-    ``category_id`` (only 1, person, is used)) and names its image as ``file_name`` (a
+    ``category_id`` (only ``category_id``'s, 1 = person, are used)) and names its image as ``file_name`` (a
     base name among the inputs) or ``image_id`` (matched to the inputs' COCO-style numeric
     names).  An entry naming an image that is not among the inputs, or (with the images'
     (width, height) ``sizes``) a box wholly outside its image, is an error naming both.
@@ -108,7 +109,7 @@ def read_boxes(boxes_path: str, paths: list[str], threshold: float = 0.0,
     for n, e in enumerate(entries):
         where = f"{boxes_path}: [{n}]"
         try:
-            person = detection(e, where)
+            person = detection(e, where, category_id)
         except DataError as err:
             raise PredictError(str(err)) from None
         if person is None:
@@ -167,6 +168,7 @@ def run(config, predictor, paths: list[str], people: list[Person] | None = None,
     from paths when None).  Each entry: image_id, file_name, category_id 1, keypoints
     [x, y, score] * J in image pixels, score (rescored), bbox, center, scale.
     """
+    from data_pipeline import keypoint_sets
     from data_pipeline.affine import box_to_center_scale
     from hrgan_jax import keypoints
     from hrgan_jax.evaluation import coco
@@ -208,18 +210,20 @@ def run(config, predictor, paths: list[str], people: list[Person] | None = None,
     box_scores = np.array([p.score for p in kept])
     image_index = np.array([p.image for p in kept])
     in_vis = float(config.eval.in_vis_thre)
-    if preds.shape[1] == len(coco.COCO_SIGMAS):
+    sigmas = keypoint_sets.of_config(config.data).sigmas
+    if sigmas is not None and preds.shape[1] == len(sigmas):
         areas = np.prod(scales * 200.0, axis=1)
         order, scores = coco.select_people(preds, box_scores, areas, image_index, in_vis,
-                                           float(config.eval.oks_thre))
-    else:  # OKS needs COCO's per-joint sigmas: rescore only
+                                           float(config.eval.oks_thre), sigmas)
+    else:  # a set without OKS sigmas (MPII): rescore only
         scores = coco.rescore(preds, box_scores, in_vis)
         order = np.lexsort((-scores, image_index))
+    category_id = int(config.data.get("category_id", 1))
     results = []
     for n in sorted(order.tolist(), key=lambda n: (image_index[n], -scores[n])):
         i = int(image_index[n])
         results.append({"image_id": image_id_of(paths[i], i),
-                        "file_name": os.path.basename(paths[i]), "category_id": 1,
+                        "file_name": os.path.basename(paths[i]), "category_id": category_id,
                         "keypoints": preds[n].astype(np.float64).reshape(-1).round(3).tolist(),
                         "score": float(scores[n]), "bbox": [float(v) for v in kept[n].box],
                         "center": centers[n].astype(np.float64).tolist(),
@@ -233,10 +237,10 @@ def output_dir(input_path: str, out: str | None) -> str:
     return input_path if os.path.isdir(input_path) else os.path.dirname(os.path.abspath(input_path))
 
 
-def draw(image: np.ndarray, results: list[dict], dataset: str,
+def draw(image: np.ndarray, results: list[dict], dataset,
          threshold: float = 0.2) -> tuple[np.ndarray, int]:
     """(image with every result's skeleton, the number of joints drawn): joints scoring
-    below threshold are left out."""
+    below threshold are left out.  dataset: 'coco', 'mpii' or a KeypointSet."""
     from hrgan_jax import draw as draw_lib
     drawn = 0
     for r in results:
@@ -252,14 +256,17 @@ def predict(config, input_path: str, boxes: str | None = None, workdir: str | No
     """The whole of --mode=predict; returns the JSON's path."""
     from PIL import Image
 
+    from data_pipeline import keypoint_sets
     from hrgan_jax import inference
 
+    kset = keypoint_sets.of_config(config.data)
     paths = list_images(input_path)
     images = [read_image(p) for p in paths]  # every input checked before any work
     people = None
     if boxes:
         people = read_boxes(boxes, paths, float(config.data.image_threshold),
-                            [(im.shape[1], im.shape[0]) for im in images])
+                            [(im.shape[1], im.shape[0]) for im in images],
+                            int(config.data.get("category_id", 1)))
     predictor, source, _ = inference.load_predictor(config, workdir, weights_path, which)
     print(f"predicting {len(paths)} image(s) with {source}"
           + (f", {len(people)} box(es) from {boxes}" if boxes else ", one person per image"),
@@ -278,7 +285,7 @@ def predict(config, input_path: str, boxes: str | None = None, workdir: str | No
     joints_drawn = 0
     for path, image in zip(paths, images):
         name = os.path.basename(path)
-        picture, n = draw(image, per_image.get(name, []), config.data.name, threshold)
+        picture, n = draw(image, per_image.get(name, []), kset, threshold)
         joints_drawn += n
         Image.fromarray(picture).save(os.path.join(directory,
                                                    os.path.splitext(name)[0] + ".pose.png"))

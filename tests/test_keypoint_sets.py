@@ -2,6 +2,7 @@
 derived from the names, what is refused, and the evaluation with a set's OKS sigmas."""
 import json
 import os
+import pathlib
 
 import numpy as np
 import pytest
@@ -12,6 +13,7 @@ from data_pipeline.joints import (COCO, COCO_FLIP_PAIRS, COCO_JOINTS, COCO_LIMBS
                                   COCO_UPPER_BODY, MPII, MPII_FLIP_PAIRS)
 from data_pipeline.records import DataError
 
+FIGURE13 = str(pathlib.Path(__file__).resolve().parent.parent / "docs" / "figure13.json")
 FIVE = {"name": "hand5", "keypoints": ["wrist", "left_tip", "right_tip", "tip_l", "tip_r"],
         "skeleton": [[1, 2], [1, 3], ["wrist", "tip_l"], [1, 5]]}
 
@@ -168,3 +170,70 @@ def test_the_reader_refuses_another_category_and_another_joint_count(tmp_path):
                                         r"skipped 6 crowd$"):
         coco.read_ground_truth(root, "val2017", num_joints=5, category_id=2)
     assert os.path.exists(path)
+
+
+@pytest.mark.slow  # trains two steps of the micro network
+def test_your_own_keypoints_end_to_end(tmp_path):
+    """The README's "Your own keypoints", in one process: --mode=synth writes figures with
+    docs/figure13.json's 13 joints in COCO format (its own categories entry), the run
+    reads the set from that annotation file, trains (one step), evaluates (COCO AP with
+    the set's sigmas), exports (ONNX, safetensors, a config.json carrying the set) and predicts with
+    the ONNX model; the ground truth as predictions scores AP 1."""
+    import jax
+
+    from conftest import train_config
+    from hrgan_jax import cli, config_checks, onnx_export, predict, trainer
+    from hrgan_jax.evaluation import coco as coco_eval
+
+    figure13 = keypoint_sets.read(FIGURE13)
+    synth = train_config(**{"data.root": str(tmp_path / "data"), "model.num_joints": 13,
+                            "data.keypoints": FIGURE13,
+                            "synth.num_train": 16, "synth.num_val": 4, "synth.max_people": 1,
+                            "synth.image_size": (96, 72), "synth.datasets": ("coco",),
+                            "synth.scene": "plain"})
+    cli.synth(synth)
+    root = tmp_path / "data" / "coco"
+    val = coco.annotation_file(str(root), "val2017")
+    config = train_config(**{"data.root": str(root), "model.num_joints": 13,
+                             "data.keypoints": coco.annotation_file(str(root), "train2017"),
+                             "train.steps": 1, "eval.every_epochs": -1, "eval.batch_size": 8})
+    config_checks.check(config)
+    kset = keypoint_sets.of_config(config.data)
+    assert (kset.joints, kset.flip_pairs, kset.sigmas) == (
+        figure13.joints, figure13.flip_pairs, figure13.sigmas)
+    assert kset.flip_pairs == tuple((i, i + 1) for i in range(1, 13, 2))  # from the names
+
+    # Ground truth as predictions: AP 1 with the set's sigmas.
+    ann = json.load(open(val))
+    gt = [{"image_id": a["image_id"], "category_id": 1, "keypoints": a["keypoints"],
+           "score": 1.0} for a in ann["annotations"]]
+    json.dump(gt, open(tmp_path / "gt_results.json", "w"))
+    assert coco_eval.coco_keypoint_eval(val, tmp_path / "gt_results.json",
+                                        kset.sigmas)["AP"] == pytest.approx(1.0)
+
+    workdir = str(tmp_path / "run")
+    trainer.train_and_evaluate(config, workdir, devices=jax.devices()[:1])
+    evaluated = cli.evaluate(config, workdir, None, out=str(tmp_path / "evaluate"))
+    assert 0.0 <= evaluated["AP"] <= 1.0
+    results = json.load(open(tmp_path / "evaluate" / "keypoints_val2017_results_1.json"))
+    assert results and all(len(r["keypoints"]) == 3 * 13 for r in results)
+
+    export = tmp_path / "export"
+    cli.export(config, "generator", workdir, None, str(export))
+    assert (export / "generator.safetensors").exists()
+    described = json.load(open(export / "config.json"))["keypoint_set"]
+    assert described["keypoints"] == list(figure13.joints)
+    assert described["sigmas"] == list(figure13.sigmas)
+
+    # The exported model, its keypoint set read back from its own config.json.
+    config.data.keypoints = str(export / "config.json")
+    assert keypoint_sets.of_config(config.data).flip_pairs == figure13.flip_pairs
+    model = "generator.msgpack" if onnx_export.available() else "generator.onnx"
+    json_path = predict.predict(config, str(root / "images" / "val2017"),
+                                boxes=str(root / "person_detection_results" /
+                                          "COCO_val2017_detections_AP_H_56_person.json"),
+                                weights_path=str(export / model), out=str(tmp_path / "pred"))
+    people = json.load(open(json_path))
+    assert people and all(len(p["keypoints"]) == 3 * 13 and p["category_id"] == 1
+                          for p in people)
+    assert len(list((tmp_path / "pred").glob("*.pose.png"))) == 4

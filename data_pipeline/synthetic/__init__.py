@@ -29,7 +29,8 @@ index), so outputs are byte-identical for a seed and splits can be made in chunk
 """
 from data_pipeline.synthetic.figures import P, POINTS, figure_points, project, sample_pose
 from data_pipeline.synthetic.render import SCENES, background, render_scene
-from data_pipeline.synthetic.writers import COCO_DETECTION_FILE, image_rng, write_coco, write_mpii
+from data_pipeline.synthetic.writers import (COCO_DETECTION_FILE, figure_points_of, image_rng,
+                                             write_coco, write_mpii)
 
-__all__ = ["COCO_DETECTION_FILE", "P", "POINTS", "SCENES", "background", "figure_points",
+__all__ = ["COCO_DETECTION_FILE", "P", "figure_points_of", "POINTS", "SCENES", "background", "figure_points",
            "image_rng", "project", "render_scene", "sample_pose", "write_coco", "write_mpii"]

@@ -5,6 +5,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from data_pipeline.joints import COCO_JOINTS, MPII_JOINTS
+
 # The figure's points, in body coordinates of a figure 1 unit tall (ankle to head top):
 # x = the person's left, y = up, z = the direction the person faces.
 POINTS = (
@@ -19,6 +21,23 @@ COCO_FROM_POINTS = tuple(P[n] for n in (
 MPII_FROM_POINTS = tuple(P[n] for n in (
     "r_ankle", "r_knee", "r_hip", "l_hip", "l_knee", "l_ankle", "pelvis", "thorax",
     "neck", "head_top", "r_wri", "r_elb", "r_sho", "l_sho", "l_elb", "l_wri"))
+
+
+
+# The figure's points by the names COCO and MPII give them, and by their own.
+NAMED_POINTS = {**dict(zip(COCO_JOINTS, COCO_FROM_POINTS)),
+                **dict(zip(MPII_JOINTS, MPII_FROM_POINTS)), **P}
+
+
+def figure_point(name: str) -> int | None:
+    """The index in POINTS of a joint named as COCO or MPII name it (left_shoulder,
+    r_wrist, upper_neck), as POINTS names it (l_sho, head_top, l_toe), or left_/right_
+    and a POINTS name's rest (left_toe, right_hand); None for any other name."""
+    for side, short in (("left_", "l_"), ("right_", "r_")):
+        if name.startswith(side) and short + name[len(side):] in P:
+            return P[short + name[len(side):]]
+    return NAMED_POINTS.get(name)
+
 
 # Segment lengths and widths in figure heights.
 HEAD_R = 0.068

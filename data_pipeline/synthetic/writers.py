@@ -10,9 +10,9 @@ import cv2
 import numpy as np
 import scipy.io
 
+from data_pipeline.joints import COCO, MPII_SHORT_NAMES
+from data_pipeline.synthetic.figures import COCO_FROM_POINTS, POINTS, figure_point
 from data_pipeline.synthetic.render import render_scene
-
-from data_pipeline.joints import COCO_JOINTS, COCO_LIMBS, MPII_SHORT_NAMES
 
 COCO_DETECTION_FILE = "COCO_val2017_detections_AP_H_56_person.json"
 
@@ -32,18 +32,51 @@ def _write_jpeg(path, image):
         raise OSError(f"could not write {path}")
 
 
+def figure_points_of(kset) -> tuple[int, ...]:
+    """The figure point (index in POINTS) of each joint of a keypoint set; a DataError
+    naming the set's file and the joint for a name the figures do not have."""
+    from data_pipeline.records import DataError
+    points = []
+    for name in kset.joints:
+        k = figure_point(name)
+        if k is None:
+            raise DataError(f"{kset.source or kset.name}: joint {name!r} is not a point of the "
+                            f"synthetic figures: name each joint as COCO or MPII do, or as one "
+                            f"of {', '.join(POINTS)}")
+        points.append(k)
+    return tuple(points)
+
+
+def _labels(person, points, image_size) -> np.ndarray:
+    """(J, 3) [x, y, v] of the figure points ``points``: a COCO joint's label as rendered
+    (visibility from the id buffer), any other point labelled visible (2) where it lies
+    inside the image and not labelled (0, 0, 0) elsewhere, as the MPII writer labels."""
+    width, height = image_size
+    out = np.zeros((len(points), 3))
+    for j, k in enumerate(points):
+        if k in COCO_FROM_POINTS:
+            out[j] = person.coco[COCO_FROM_POINTS.index(k)]
+            continue
+        x, y = person.xy[k]
+        if 0 <= x <= width - 1 and 0 <= y <= height - 1:
+            out[j] = [x, y, 2]
+    return out
+
+
 def _coco_image(args):
     """Render, write and annotate one COCO image: (image entry, [annotation without ids])."""
-    root, split, seed, index, image_id, image_size, people, scene = args
+    root, split, seed, index, image_id, image_size, people, scene, points, category_id = args
     image, persons = render_scene(image_rng(seed, "coco", split, index), image_size, people, scene)
     _write_jpeg(os.path.join(root, "images", split, f"{image_id:012d}.jpg"), image)
     anns = []
     for q in persons:
-        num = int(np.count_nonzero(q.coco[:, 2]))
+        labels = q.coco if points is None else _labels(q, points, image_size)
+        num = int(np.count_nonzero(labels[:, 2]))
         if num == 0:
             continue
-        kpts = [_r(v) if j < 2 else int(v) for row in q.coco for j, v in enumerate(row)]
-        anns.append({"image_id": image_id, "category_id": 1, "keypoints": kpts, "num_keypoints": num,
+        kpts = [_r(v) if j < 2 else int(v) for row in labels for j, v in enumerate(row)]
+        anns.append({"image_id": image_id, "category_id": category_id, "keypoints": kpts,
+                     "num_keypoints": num,
                      "bbox": [_r(v) for v in q.bbox], "area": float(q.area), "iscrowd": 0,
                      "segmentation": [[_r(v, 1) for v in poly] for poly in q.polygons]})
     entry = {"id": image_id, "file_name": f"{image_id:012d}.jpg", "width": int(image_size[0]),
@@ -86,13 +119,25 @@ def _dump(path, obj):
 
 
 def write_coco(root, splits=None, seed: int = 0, image_size=(640, 480), people=(1, 3), workers: int = 0,
-               scene: str = "cluttered") -> dict:
+               scene: str = "cluttered", keypoint_set=None, category_id: int = 1) -> dict:
     """Write a COCO person-keypoints dataset under root; returns {split: {images, people, keypoints}}.
 
     Image ids run on across the splits in order (1, 2, ...).  The detection file
     holds, for the split named like val2017 (else the last split), one jittered box per
     person scored in (0.5, 1] and a few low-scored false positives.
+
+    keypoint_set: the joints labelled (a KeypointSet whose names the figures have, see
+    figures.figure_point; None = COCO's 17), written as the ``categories`` entry of
+    id ``category_id`` (its keypoints, skeleton, flip pairs, upper body, sigmas and joint
+    weights), which the annotations and detections name.
     """
+    points = None if keypoint_set is None else figure_points_of(keypoint_set)
+    kset = keypoint_set or COCO
+    category = {"id": int(category_id), "name": "person" if keypoint_set is None else kset.name,
+             "supercategory": "person", "keypoints": list(kset.joints),
+             "skeleton": [[a + 1, b + 1] for a, b in kset.limbs]}
+    if keypoint_set is not None:
+        category = {"id": int(category_id), **kset.to_json(), "supercategory": "person"}
     splits = dict(splits if splits is not None else {"train2017": 100, "val2017": 20})
     os.makedirs(os.path.join(root, "annotations"), exist_ok=True)
     os.makedirs(os.path.join(root, "person_detection_results"), exist_ok=True)
@@ -100,8 +145,8 @@ def write_coco(root, splits=None, seed: int = 0, image_size=(640, 480), people=(
     val_split = next((s for s in splits if s.startswith("val")), list(splits)[-1])
     for split, count in splits.items():
         os.makedirs(os.path.join(root, "images", split), exist_ok=True)
-        jobs = [(root, split, seed, i, next_id + i, tuple(image_size), tuple(people), scene)
-                for i in range(count)]
+        jobs = [(root, split, seed, i, next_id + i, tuple(image_size), tuple(people), scene,
+                 points, int(category_id)) for i in range(count)]
         next_id += count
         results = _map(_coco_image, jobs, workers)
         images, annotations = [], []
@@ -111,18 +156,16 @@ def write_coco(root, splits=None, seed: int = 0, image_size=(640, 480), people=(
                 annotations.append({"id": len(annotations) + 1, **a})
         _dump(os.path.join(root, "annotations", f"person_keypoints_{split}.json"),
               {"info": {"description": f"hrgan-jax synthetic figures, seed {seed}"},
-               "images": images, "annotations": annotations,
-               "categories": [{"id": 1, "name": "person", "supercategory": "person",
-                               "keypoints": list(COCO_JOINTS), "skeleton": [[a + 1, b + 1] for a, b in COCO_LIMBS]}]})
+               "images": images, "annotations": annotations, "categories": [category]})
         if split == val_split:
             _dump(os.path.join(root, "person_detection_results", COCO_DETECTION_FILE),
-                  _detections(annotations, images, seed, split))
+                  _detections(annotations, images, seed, split, int(category_id)))
         summary[split] = {"images": len(images), "people": len(annotations),
                           "keypoints": int(sum(a["num_keypoints"] for a in annotations))}
     return summary
 
 
-def _detections(annotations, images, seed, split):
+def _detections(annotations, images, seed, split, category_id=1):
     """A person detector's output: every person found with a jittered box, plus some noise."""
     rng = np.random.default_rng(np.random.SeedSequence([int(seed), zlib.crc32(b"detections"),
                                                         zlib.crc32(split.encode())]))
@@ -134,7 +177,7 @@ def _detections(annotations, images, seed, split):
         x1, y1 = max(x + jit[0], 0.0), max(y + jit[1], 0.0)
         x2 = min(x + w + jit[2], sizes[a["image_id"]][0])
         y2 = min(y + h + jit[3], sizes[a["image_id"]][1])
-        dets.append({"image_id": a["image_id"], "category_id": 1,
+        dets.append({"image_id": a["image_id"], "category_id": category_id,
                      "bbox": [_r(x1), _r(y1), _r(max(x2 - x1, 1.0)), _r(max(y2 - y1, 1.0))],
                      "score": max(_r(1.0 - 0.5 * rng.random(), 4), 0.5001)})
     for im in images:
@@ -142,7 +185,8 @@ def _detections(annotations, images, seed, split):
             W, H = im["width"], im["height"]
             w, h = rng.uniform(0.05, 0.3) * W, rng.uniform(0.1, 0.6) * H
             x, y = rng.uniform(0, W - w), rng.uniform(0, H - h)
-            dets.append({"image_id": im["id"], "category_id": 1, "bbox": [_r(x), _r(y), _r(w), _r(h)],
+            dets.append({"image_id": im["id"], "category_id": category_id,
+                         "bbox": [_r(x), _r(y), _r(w), _r(h)],
                          "score": _r(rng.uniform(0.05, 0.35), 4)})
     dets.sort(key=lambda d: (d["image_id"], -d["score"]))
     return dets
