@@ -380,7 +380,8 @@ def evaluation(data_cfg, *, num_joints: int, global_batch: int, process_index: i
         records = getattr(src, "records", None)
         where = records.source if records is not None and records.source else f"split {split!r}"
         boxes = ("person with labelled joints" if data_cfg.use_gt_boxes or data_cfg.name != "coco"
-                 else f"detection of category 1 scoring >= config.data.image_threshold = "
+                 else f"detection of category {data_cfg.get('category_id', 1)} scoring >= "
+                      f"config.data.image_threshold = "
                       f"{data_cfg.image_threshold}")
         raise DataError(f"{where}: nothing to evaluate in split {split!r}: it holds no {boxes}")
     ds = tf.data.Dataset.range(num_batches * b)

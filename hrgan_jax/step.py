@@ -25,6 +25,7 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
+from data_pipeline import keypoint_sets
 from hrgan_jax import losses, models
 from hrgan_jax.inference import normalize_images
 from hrgan_jax.models.discriminator import resize_to_heatmap
@@ -60,11 +61,12 @@ def make_train_step(config: ml_collections.ConfigDict, g_tx: optax.GradientTrans
     enabled, equilibrium = bool(adv.enabled), bool(adv.equilibrium)
     beta_g, gamma, lambda_k = float(adv.beta_g), float(adv.gamma), float(adv.lambda_k)
     weight_in_d, through_target = bool(adv.target_weight_in_d), bool(adv.adv_grad_through_target)
+    joint_weights = keypoint_sets.of_config(data).weights()
 
     def train_step(state: GANState, batch: dict) -> tuple[GANState, dict]:
         images = normalize_images(batch["image"])
         targets, target_weight = heatmap_targets(batch["joints"], batch["joints_vis"],
-                                                 image_size, heatmap_size, sigma)
+                                                 image_size, heatmap_size, sigma, joint_weights)
         d_weight = target_weight if weight_in_d else None
 
         # 1. G forward once; its VJP carries every gradient back to G's parameters.

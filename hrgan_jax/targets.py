@@ -12,11 +12,14 @@ import jax.numpy as jnp
 
 
 def heatmap_targets(joints: jax.Array, joints_vis: jax.Array, image_size: tuple[int, int],
-                    heatmap_size: tuple[int, int], sigma: float) -> tuple[jax.Array, jax.Array]:
+                    heatmap_size: tuple[int, int], sigma: float,
+                    joint_weights=None) -> tuple[jax.Array, jax.Array]:
     """Targets and target weights.
 
     joints: (B, J, 2) float32, x, y in input pixels; joints_vis: (B, J), > 0.5 = labelled.
-    image_size, heatmap_size: (width, height).
+    image_size, heatmap_size: (width, height).  joint_weights: (J,) the keypoint set's
+    per-joint factors of the target weights (the official USE_DIFFERENT_JOINTS_WEIGHT);
+    None or all 1: none applied.
     Returns heatmaps (B, h, w, J) float32 and target weights (B, J) float32.
     """
     joints = jnp.asarray(joints, jnp.float32)
@@ -44,4 +47,6 @@ def heatmap_targets(joints: jax.Array, joints_vis: jax.Array, image_size: tuple[
     dx2, dy2 = axis_profile(hm_w, 0), axis_profile(hm_h, 1)
     g = jnp.exp(-(dy2[..., :, None] + dx2[..., None, :]) / (2.0 * sigma ** 2))  # (B, J, h, w)
     g = jnp.where((weight > 0.5)[..., None, None], g, 0.0)
+    if joint_weights is not None and set(map(float, joint_weights)) != {1.0}:
+        weight = weight * jnp.asarray(joint_weights, jnp.float32)
     return jnp.transpose(g, (0, 2, 3, 1)), weight

@@ -109,6 +109,20 @@ def test_the_config_check_names_the_joint_count_and_the_fix(tmp_path):
         config_checks.check(config)
 
 
+def test_joint_weights_scale_the_target_weights_only():
+    from hrgan_jax.targets import heatmap_targets
+    rng = np.random.default_rng(0)
+    joints = rng.uniform(0, 64, (2, 5, 2)).astype(np.float32)
+    vis = np.array([[1, 1, 0, 1, 1], [1, 0, 1, 1, 1]], np.float32)
+    plain_maps, plain = heatmap_targets(joints, vis, (64, 64), (16, 16), 2.0)
+    same_maps, same = heatmap_targets(joints, vis, (64, 64), (16, 16), 2.0, (1.0,) * 5)
+    w = keypoint_sets.from_dict({**FIVE, "joint_weights": [1, 1.5, 1.5, 2, 0]}, "x").weights()
+    maps, weighted = heatmap_targets(joints, vis, (64, 64), (16, 16), 2.0, w)
+    assert np.array_equal(same, plain) and np.array_equal(same_maps, plain_maps)
+    np.testing.assert_array_equal(maps, plain_maps)
+    np.testing.assert_allclose(weighted, np.asarray(plain) * np.asarray(w, np.float32))
+
+
 def _five_joint_split(root, split="val2017", num_images=3, category_id=1):
     """write_coco's people with 5 of their joints, category ``category_id``."""
     write_coco(root, split, num_images=num_images, people=2)
