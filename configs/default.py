@@ -95,6 +95,18 @@ def get_config(preset: str = "w32") -> ConfigDict:
     config.adversarial.target_weight_in_d = False  # ablation: weight D's errors by the target weights
     config.adversarial.adv_grad_through_target = True  # L_adv's gradient also through its target H_hat (public code)
     config.adversarial.d_network = ""  # D's layer1 and stages 2-4: '' = G's (the paper, the public code), or a preset (w32, w48, tiny, small, micro)
+    # D's output (issue 24): 'reconstruct' = HRGAN's D, which reconstructs the heatmaps (the
+    # paper's); 'image' = one real/fake logit per input (D's trunk, global average pooling, a
+    # linear layer: Goodfellow et al.'s D); 'joint' = one logit per heatmap channel (D's
+    # trunk, final_layer, global average pooling: Chen et al.'s per-joint fidelity).  The
+    # last two are the paper's rejected "conventional GAN approach" and need
+    # equilibrium=False (k_t is BEGAN's) and target_weight_in_d=False.
+    config.adversarial.d_output = "reconstruct"
+    # The two classifiers' losses: 'bce' = the standard GAN's binary cross-entropy (D: real 1,
+    # fake 0; G: non-saturating -log D(x_s, H_hat)), the loss of the Goodfellow et al. GAN the
+    # paper cites; 'lsgan' = least squares (Mao et al.; not in the paper).  Ignored by
+    # 'reconstruct', whose losses are eq. (3)-(4), so only 'bce' is accepted there.
+    config.adversarial.gan_loss = "bce"
 
     # ---- evaluation ------------------------------------------------------------------
     config.eval = ConfigDict()

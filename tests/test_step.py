@@ -201,3 +201,47 @@ def test_bn_group_must_divide_the_per_device_batch():
     assert parallel.check_batch_size(16, mesh, 4) == 16
     with pytest.raises(ValueError, match="bn_group = 3 does not divide the per-device batch 8"):
         parallel.check_batch_size(16, mesh, 3)
+
+
+REFERENCE = "hrgan_step_micro_f32.npz"
+STATE_FIELDS = ("g_params", "g_stats", "g_opt", "d_params", "d_stats", "d_opt")
+
+
+def _step_fingerprint(state, metrics) -> dict:
+    """Two default float32 GAN steps (micro preset, 64x64, batch 8) as a few KB: every
+    logged metric of both steps, k_t, and per state field the sha256 of its leaves'
+    bytes plus its first 8 values (to see where a changed step departs)."""
+    import hashlib
+    out = {f"metrics{i}/{name}": np.asarray(v, np.float32)
+           for i, m in enumerate(metrics) for name, v in m.items()}
+    out["k"] = np.asarray(state.k, np.float32)
+    for field in STATE_FIELDS:
+        leaves = [np.asarray(x) for x in jax.tree.leaves(getattr(state, field))]
+        digest = hashlib.sha256(b"".join(np.ascontiguousarray(x).tobytes() for x in leaves))
+        out[f"sha256/{field}"] = np.array(digest.hexdigest())
+        out[f"head/{field}"] = np.concatenate([x.ravel() for x in leaves])[:8]
+    return out
+
+
+def test_default_step_is_bitwise_the_saved_reference():
+    """d_output='reconstruct' (HRGAN) is the step as it was before the conventional
+    discriminators existed (issue 24), bit for bit in float32.  Regenerate the fixture
+    (only for an intended change of the step) with `python tests/test_step.py`."""
+    config, _, _ = _setup(True)
+    assert config.adversarial.d_output == "reconstruct" and config.model.dtype == "float32"
+    got = _step_fingerprint(*_run(1, steps=2))
+    from conftest import FIXTURES
+    with np.load(FIXTURES / REFERENCE) as saved:
+        saved = dict(saved)
+    assert sorted(got) == sorted(saved)
+    for name, value in saved.items():
+        np.testing.assert_array_equal(got[name], value, err_msg=name)
+
+
+if __name__ == "__main__":
+    import pathlib
+    import sys
+    sys.path.insert(0, str(pathlib.Path(__file__).parent))
+    from conftest import FIXTURES
+    np.savez_compressed(FIXTURES / REFERENCE, **_step_fingerprint(*_run(1, steps=2)))
+    print("wrote", FIXTURES / REFERENCE)
