@@ -12,7 +12,7 @@ from __future__ import annotations
 import difflib
 from typing import Iterable
 
-from hrgan_jax.models.config import KERNEL_INITS, PRESET_WIDTHS
+from hrgan_jax.models.config import D_OUTPUTS, KERNEL_INITS, PRESET_WIDTHS
 
 # A string that must be one of a few.
 CHOICES = {"data.name": ("coco", "mpii"), "data.source": ("files", "tfds"),
@@ -21,7 +21,8 @@ CHOICES = {"data.name": ("coco", "mpii"), "data.source": ("files", "tfds"),
            "optim.d_name": ("rmsprop", "adam"), "model.dtype": ("float32", "bfloat16"),
            "model.kernel_init": KERNEL_INITS, "synth.scene": ("cluttered", "plain"),
            "eval.decode": ("official", "dark"),
-           "adversarial.d_network": ("",) + tuple(PRESET_WIDTHS)}
+           "adversarial.d_network": ("",) + tuple(PRESET_WIDTHS),
+           "adversarial.d_output": D_OUTPUTS, "adversarial.gan_loss": ("bce", "lsgan")}
 # A (width, height) pair of positive integers.
 PAIRS = ("data.image_size", "data.heatmap_size", "synth.image_size")
 
@@ -53,6 +54,7 @@ def check(config) -> None:
         if len(value) != 2 or not all(isinstance(v, int) and v > 0 for v in value):
             problems.append(f"config.{path} = {tuple(value)!r}: give (width, height), two "
                             f"positive integers, e.g. --config.{path}='(192, 256)'")
+    problems += _adversarial_combinations(config)
     if not problems:
         problems += keypoint_problems(config)
     if problems:
@@ -84,6 +86,34 @@ def keypoint_problems(config) -> list[str]:
                 f"--config.model.num_joints={kset.num_joints}"
                 + ("" if custom else ", or --config.data.keypoints=FILE for your own joints")]
     return []
+
+
+def _adversarial_combinations(config) -> list[str]:
+    """The adversarial settings that mean nothing together: BEGAN's k_t and HRGAN's
+    reconstruction-error options with a conventional (classifying) D, a classifier's
+    loss with HRGAN's reconstructing D."""
+    try:
+        adv = config.adversarial
+        d_output, enabled = adv.d_output, adv.enabled
+    except (KeyError, AttributeError):
+        return []
+    if not enabled:
+        return []
+    if d_output == "reconstruct":
+        if adv.get("gan_loss", "bce") != "bce":
+            return [f"config.adversarial.gan_loss = {adv.gan_loss!r} is a loss of the "
+                    f"conventional discriminators (d_output image or joint); HRGAN's "
+                    f"d_output='reconstruct' uses eq. (3)-(4)"]
+        return []
+    problems = []
+    if adv.get("equilibrium", False):
+        problems.append(f"config.adversarial.d_output = {d_output!r} has no boundary "
+                        f"equilibrium (k_t weighs reconstruction errors): set "
+                        f"--config.adversarial.equilibrium=False")
+    if adv.get("target_weight_in_d", False):
+        problems.append(f"config.adversarial.target_weight_in_d weights D's reconstruction "
+                        f"errors, which d_output = {d_output!r} does not have: set it False")
+    return problems
 
 
 def unknown_override(config, overrides: Iterable[str]) -> str | None:

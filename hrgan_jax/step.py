@@ -8,6 +8,12 @@
        is pulled back through G's VJP; one optimiser step for G.
     4. k_{t+1} = clip(k_t + lambda_k (gamma L_real - L_fake), 0, 1) (eq. 5).
 
+With ``config.adversarial.d_output`` 'image' or 'joint' (the conventional GAN
+discriminators of the paper's ablation: logits, not heatmaps) the same order runs with
+the standard GAN losses (``losses.classifier_error``): L_real and L_fake D's errors on
+real labelled 1 and detached fake labelled 0, L_D = (L_real + L_fake) / 2, L_adv D's
+error on H_hat labelled 1 (non-saturating), and no k_t.
+
 With ``config.adversarial.enabled`` False the step is HRNet's: content loss only, D
 and k_t untouched.  Everything here is a pure function of (state, batch): the trainer
 jits it with the mesh's shardings, and the same code runs on one device or a pod.
@@ -62,6 +68,8 @@ def make_train_step(config: ml_collections.ConfigDict, g_tx: optax.GradientTrans
     beta_g, gamma, lambda_k = float(adv.beta_g), float(adv.gamma), float(adv.lambda_k)
     weight_in_d, through_target = bool(adv.target_weight_in_d), bool(adv.adv_grad_through_target)
     joint_weights = keypoint_sets.of_config(data).weights()
+    reconstruct = d_spec.d_output == "reconstruct"
+    gan_loss = str(adv.get("gan_loss", "bce"))
 
     def train_step(state: GANState, batch: dict) -> tuple[GANState, dict]:
         images = normalize_images(batch["image"])
@@ -107,8 +115,8 @@ def make_train_step(config: ml_collections.ConfigDict, g_tx: optax.GradientTrans
                 out, upd = discriminator.apply({"params": params, "batch_stats": stats}, inputs,
                                                train=True, passes=2, mutable=["batch_stats"])
                 out = out.reshape((-1, 2, size) + out.shape[1:])
-                return (out[:, 0].reshape(real.shape), out[:, 1].reshape(fake.shape),
-                        upd["batch_stats"])
+                per_pass = (batch_size,) + out.shape[3:]
+                return out[:, 0].reshape(per_pass), out[:, 1].reshape(per_pass), upd["batch_stats"]
 
             # 2. D step on real and detached fake; running statistics updated in turn.
             fake = jax.lax.stop_gradient(h_hat)
@@ -119,12 +127,17 @@ def make_train_step(config: ml_collections.ConfigDict, g_tx: optax.GradientTrans
                 else:
                     real_out, stats = d_apply(params, state.d_stats, targets)
                     fake_out, stats = d_apply(params, stats, fake)
+                if not reconstruct:
+                    l_real = losses.classifier_error(real_out, 1.0, gan_loss)
+                    l_fake = losses.classifier_error(fake_out, 0.0, gan_loss)
+                    l_d = losses.discriminator_loss(l_real, l_fake, state.k, equilibrium=False)
+                    return l_d, (l_real, l_fake, stats, (real_out, fake_out))
                 l_real = losses.reconstruction_error(real_out, targets, d_weight)
                 l_fake = losses.reconstruction_error(fake_out, fake, d_weight)
                 l_d = losses.discriminator_loss(l_real, l_fake, state.k, equilibrium)
-                return l_d, (l_real, l_fake, stats)
+                return l_d, (l_real, l_fake, stats, ())
 
-            (l_d, (l_real, l_fake, d_stats)), d_grads = jax.value_and_grad(
+            (l_d, (l_real, l_fake, d_stats, logits)), d_grads = jax.value_and_grad(
                 d_loss_fn, has_aux=True)(state.d_params)
             d_updates, d_opt = d_tx.update(d_grads, state.d_opt, state.d_params)
             d_params = optax.apply_updates(state.d_params, d_updates)
@@ -132,22 +145,30 @@ def make_train_step(config: ml_collections.ConfigDict, g_tx: optax.GradientTrans
             # 3. L_adv through the updated D, gradient with respect to H_hat only.
             def adv_fn(h):
                 out, stats = d_apply(d_params, d_stats, h)
+                if not reconstruct:
+                    return losses.classifier_error(out, 1.0, gan_loss), stats
                 target = h if through_target else jax.lax.stop_gradient(h)
                 return losses.reconstruction_error(out, target, d_weight), stats
 
             (l_adv, d_stats), dadv = jax.value_and_grad(adv_fn, has_aux=True)(h_hat)
             dh = dcontent + beta_g * dadv
             l_g = losses.generator_loss(l_content, l_adv, beta_g)
-
-            # 4. Equilibrium, with the L_real and L_fake measured before D's update.
-            k = (losses.equilibrium_update(state.k, l_real, l_fake, gamma, lambda_k)
-                 if equilibrium else state.k)
-            new.update(d_params=d_params, d_stats=d_stats, d_opt=d_opt, k=k)
-            metrics.update(l_real=l_real, l_fake=l_fake, l_adv=l_adv, d_loss=l_d, g_loss=l_g,
-                           k=k, m_global=losses.convergence_measure(l_real, l_fake, gamma),
-                           d_grad_norm=optax.tree.norm(d_grads), d_lr=d_lr(state.step),
-                           **losses.adversary_diagnostics(dcontent, dadv, beta_g, state.k, l_real,
-                                                          l_fake, gamma, lambda_k))
+            metrics.update(l_real=l_real, l_fake=l_fake, l_adv=l_adv, d_loss=l_d, g_loss=l_g)
+            if not reconstruct:  # no k_t: D's accuracy instead
+                real_out, fake_out = logits
+                new.update(d_params=d_params, d_stats=d_stats, d_opt=d_opt)
+                metrics.update(d_real_acc=losses.classifier_accuracy(real_out, 1.0, gan_loss),
+                               d_fake_acc=losses.classifier_accuracy(fake_out, 0.0, gan_loss),
+                               d_grad_norm=optax.tree.norm(d_grads), d_lr=d_lr(state.step),
+                               **losses.gradient_diagnostics(dcontent, dadv, beta_g))
+            else:  # 4. Equilibrium, with the L_real and L_fake measured before D's update.
+                k = (losses.equilibrium_update(state.k, l_real, l_fake, gamma, lambda_k)
+                     if equilibrium else state.k)
+                new.update(d_params=d_params, d_stats=d_stats, d_opt=d_opt, k=k)
+                metrics.update(k=k, m_global=losses.convergence_measure(l_real, l_fake, gamma),
+                               d_grad_norm=optax.tree.norm(d_grads), d_lr=d_lr(state.step),
+                               **losses.adversary_diagnostics(dcontent, dadv, beta_g, state.k,
+                                                              l_real, l_fake, gamma, lambda_k))
         else:
             dh, l_g = dcontent, l_content
             metrics.update(g_loss=l_g)

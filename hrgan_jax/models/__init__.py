@@ -27,7 +27,8 @@ def generator(cfg: ml_collections.ConfigDict) -> PoseHighResolutionNet:
 
 
 def discriminator(cfg: ml_collections.ConfigDict) -> HRDiscriminator:
-    """HRGAN's D: (B, h, w, 3 + J) -> reconstructed heatmaps (B, h, w, J)."""
+    """HRGAN's D: (B, h, w, 3 + J) -> reconstructed heatmaps (B, h, w, J), or with
+    ``cfg.d_output`` 'image' / 'joint' logits (B, 1) / (B, J)."""
     return HRDiscriminator(validate(cfg))
 
 
@@ -41,18 +42,24 @@ def network_config(config: ml_collections.ConfigDict, net: str = "generator"
     G: ``config.model``.  D: the same, or, when ``config.adversarial.d_network`` names a
     preset, ``config.model`` with that preset's layer1 and stages 2-4 (a cheaper D for
     short runs; the demo's).  D's joint count, dtype and BatchNorm groups always follow
-    ``config.model``.
+    ``config.model``; its head is ``config.adversarial.d_output`` (field ``d_output``,
+    absent for HRGAN's reconstructing D).
     """
     if net not in NETS:
         raise ValueError(f"net must be one of {NETS}, got {net!r}")
-    name = config.get("adversarial", {}).get("d_network", "")
-    if net == "generator" or not name:
+    adversarial = config.get("adversarial", {})
+    name = adversarial.get("d_network", "")
+    d_output = adversarial.get("d_output", "reconstruct")
+    if net == "generator" or (not name and d_output == "reconstruct"):
         return config.model
-    preset = hrnet_config(name, int(config.model.num_joints))
     cfg = ml_collections.ConfigDict(config.model.to_dict())
-    cfg.name = name
-    for stage in ("stage1",) + STAGES:
-        cfg[stage] = preset[stage]
+    if name:
+        preset = hrnet_config(name, int(config.model.num_joints))
+        cfg.name = name
+        for stage in ("stage1",) + STAGES:
+            cfg[stage] = preset[stage]
+    if d_output != "reconstruct":
+        cfg.d_output = d_output
     return cfg
 
 

@@ -25,6 +25,9 @@ DTYPES = ("float32", "bfloat16", "float16")
 # "he" is He-normal (fan_out, gain sqrt(2), torchvision ResNet's), an option for
 # training from scratch in few steps (the synthetic demo).
 KERNEL_INITS = ("official", "he")
+# D's output (config.adversarial.d_output): HRGAN's heatmap reconstruction, or one of the
+# conventional GAN discriminators the paper rejects (discriminator.HRDiscriminator).
+D_OUTPUTS = ("reconstruct", "image", "joint")
 # hrnet_config's presets and their base width (the first branch's channels).
 PRESET_WIDTHS = {"w32": 32, "w48": 48, "tiny": 8, "small": 16, "micro": 4}
 
@@ -158,6 +161,7 @@ class NetSpec:
     stage1: StageSpec = StageSpec(1, "BOTTLENECK", (4,), (64,))
     kernel_init: str = "official"
     bn_group: int = 0
+    d_output: str = "reconstruct"  # the discriminator's head (D_OUTPUTS); G ignores it
 
 
 def validate(cfg: ml_collections.ConfigDict) -> NetSpec:
@@ -212,5 +216,8 @@ def validate(cfg: ml_collections.ConfigDict) -> NetSpec:
             continue
         prev_branches = nb
         stages.append(spec)
+    d_output = cfg.get("d_output", "reconstruct")
+    if d_output not in D_OUTPUTS:
+        fail("d_output", f"must be one of {D_OUTPUTS}, got {d_output!r}")
     return NetSpec(tuple(stages), cfg.num_joints, cfg.final_conv_kernel, cfg.dtype, stage1,
-                   cfg.get("kernel_init", "official"), bn_group)
+                   cfg.get("kernel_init", "official"), bn_group, d_output)

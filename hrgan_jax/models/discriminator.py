@@ -4,6 +4,17 @@ D sees concat(image at heatmap resolution, heatmaps), 3 + J channels, and return
 reconstructed heatmaps (no activation).  Its reconstruction error is the BEGAN
 energy of eq. (3)-(4).  Key names follow the official code: ``layer1.*``,
 ``transition*``, ``stage*``, ``final_layer``.
+
+The paper's ablation also tried the two conventional GAN discriminators on the same
+trunk (``NetSpec.d_output``, from config.adversarial.d_output):
+
+    image   one real/fake logit per input: the trunk's highest-resolution features,
+            global average pooling, a linear layer ``classifier`` (C -> 1; PyTorch
+            nn.Linear keys ``classifier.weight`` (1, C), ``classifier.bias`` (1,), the
+            name of HRNet's ImageNet classifier head)
+    joint   one logit per heatmap channel (Chen et al.'s per-joint fidelity):
+            ``final_layer`` as in HRGAN's D (the same keys and shapes), then global
+            average pooling over the pixels
 """
 from __future__ import annotations
 
@@ -46,7 +57,8 @@ def discriminator_input(images: jax.Array, heatmaps: jax.Array) -> jax.Array:
 
 
 class HRDiscriminator(nn.Module):
-    """inputs (B, h, w, 3 + J) from ``discriminator_input`` -> reconstruction (B, h, w, J) float32.
+    """inputs (B, h, w, 3 + J) from ``discriminator_input`` -> reconstruction (B, h, w, J)
+    float32; with ``spec.d_output`` 'image' logits (B, 1), 'joint' logits (B, J).
 
     passes: the batch holds this many independent passes interleaved in groups of
     ``spec.bn_group`` images (with bn_group 0: consecutive equal parts), each with its
@@ -65,6 +77,12 @@ class HRDiscriminator(nn.Module):
         x = high_resolution_trunk(inputs.astype(dtype), self.spec, train, dtype,
                                   torch_default_kernel_init, Norm(self.spec.bn_group, passes))
         fan_in = x.shape[-1]
+        if self.spec.d_output == "image":
+            pooled = jnp.mean(x.astype(jnp.float32), axis=(1, 2))
+            return nn.Dense(1, name="classifier", kernel_init=torch_default_kernel_init,
+                            bias_init=torch_default_bias_init(fan_in))(pooled)
         x = conv(j, 1, 1, "final_layer", dtype, torch_default_kernel_init, use_bias=True,
                  bias_init=torch_default_bias_init(fan_in))(x)
+        if self.spec.d_output == "joint":
+            return jnp.mean(x.astype(jnp.float32), axis=(1, 2))
         return x.astype(jnp.float32)
