@@ -18,13 +18,19 @@ changes:
                   G's gradient (see docs/ablation.md for why the public settings do not)
   act             HRGAN with beta_G 0.1, gamma 1.0, lambda_k 0.1: D's share of G's
                   gradient and k_t both large enough to act within a few hundred steps
+  gan_image       the paper's "conventional GAN approach": D's trunk with one real/fake
+                  logit per input (adversarial.d_output=image), the standard GAN losses
+                  (BCE, non-saturating G), no k_t; beta_G 1e-4
+  gan_joint       the same with one logit per heatmap channel (d_output=joint, Chen et al.)
+  gan_image_strong, gan_joint_strong   the two with beta_G 1e-2 (as `strong`)
 
 MPII layout (PCKh@0.5, as the paper's table), cluttered scenes (textured backgrounds,
 occluders, overlapping people, every facing), the 'small' preset at 96x96.
 """
 from configs import synthetic
 
-VARIANTS = ("hrnet", "hrgan", "no_equilibrium", "tw_in_d", "strong", "act")
+VARIANTS = ("hrnet", "hrgan", "no_equilibrium", "tw_in_d", "strong", "act", "gan_image",
+            "gan_joint", "gan_image_strong", "gan_joint_strong")
 
 
 def get_config(variant: str = "hrgan"):
@@ -60,6 +66,11 @@ def get_config(variant: str = "hrgan"):
         adv.beta_g = 1e-1
         adv.gamma = 1.0
         adv.lambda_k = 1e-1
+    elif variant.startswith("gan_") and variant in VARIANTS:
+        adv.d_output = variant.split("_")[1]
+        adv.equilibrium = False
+        if variant.endswith("_strong"):
+            adv.beta_g = 1e-2
     elif variant != "hrgan":
         raise ValueError(f"unknown ablation variant {variant!r}: choose {', '.join(VARIANTS)}")
     return config

@@ -40,6 +40,11 @@ def variant(config: dict) -> str:
     adv = config.get("adversarial", {})
     if not adv.get("enabled", True):
         return "HRNet"
+    d_output = adv.get("d_output", "reconstruct")
+    if d_output != "reconstruct":  # the conventional GAN discriminators; k_t does not exist
+        name = f"GAN, D {d_output}" + ("" if adv.get("gan_loss", "bce") == "bce" else
+                                       f" {adv['gan_loss']}")
+        return name + (f" (beta_g {adv['beta_g']:g})" if adv.get("beta_g", 1e-4) != 1e-4 else "")
     name = "HRGAN"
     if not adv.get("equilibrium", True):
         name += ", no equilibrium"

@@ -5,9 +5,14 @@ weights OIHW).  Module names in the Flax networks are the official key paths, so
 mapping is a renaming of leaves and a transpose of conv kernels:
 
     <path>.weight (O, I, kh, kw)   <->  params[<path>]["kernel"] (kh, kw, I, O)
+    <path>.weight (O, I) (Linear)  <->  params[<path>]["kernel"] (I, O)
     <path>.bias                    <->  params[<path>]["bias"]
     <path>.weight (BN, 1-D)        <->  params[<path>]["scale"]
     <path>.running_mean / _var     <->  batch_stats[<path>]["mean"] / ["var"]
+
+The conventional-GAN discriminator with ``d_output`` 'image' adds one nn.Linear,
+``classifier.weight`` (1, C) and ``classifier.bias`` (1,), in place of HRGAN's
+``final_layer`` (models/discriminator.py); 'joint' has HRGAN's keys.
 
 Every load checks names and shapes against the network built from the config and
 raises ``WeightsMismatchError`` listing each missing, unexpected or mis-shaped key.
@@ -63,6 +68,8 @@ class PretrainedReport:
 
 
 def _torch_shape(leaf: str, shape: tuple[int, ...]) -> tuple[int, ...]:
+    if leaf == "kernel" and len(shape) == 2:  # nn.Dense (I, O) -> nn.Linear (O, I)
+        return (shape[1], shape[0])
     if leaf == "kernel":
         kh, kw, i, o = shape
         return (o, i, kh, kw)
@@ -86,7 +93,8 @@ def _layout(spec: models.NetSpec, net: str) -> tuple[tuple[str, _Slot], ...]:
     order: list[tuple[str, ...]] = []
 
     def record(next_fun, args, kwargs, context):
-        if context.method_name == "__call__" and isinstance(context.module, (nn.Conv, BatchNorm)):
+        if context.method_name == "__call__" and isinstance(context.module,
+                                                            (nn.Conv, nn.Dense, BatchNorm)):
             path = tuple(context.module.scope.path)
             if path not in order:
                 order.append(path)
@@ -180,7 +188,7 @@ def _assemble(sd: Mapping[str, np.ndarray], slots: Mapping[str, _Slot],
             continue
         value = sd[key].astype(np.float32)
         if slot.path[-1] == "kernel":
-            value = value.transpose(2, 3, 1, 0)
+            value = value.transpose(2, 3, 1, 0) if value.ndim == 4 else value.T
         tree = variables.setdefault(slot.collection, {})
         for p in slot.path[:-1]:
             tree = tree.setdefault(p, {})
@@ -220,8 +228,8 @@ def to_torch(variables: Mapping[str, Any], cfg: ml_collections.ConfigDict,
             missing.append(key)
             continue
         value = np.asarray(jax.device_get(tree), dtype=np.float32)
-        if slot.path[-1] == "kernel" and value.ndim == 4:
-            value = value.transpose(3, 2, 0, 1)
+        if slot.path[-1] == "kernel":
+            value = value.transpose(3, 2, 0, 1) if value.ndim == 4 else value.T
         if value.shape != slot.shape:
             wrong.append((key, value.shape, slot.shape))
         out[key] = np.ascontiguousarray(value)

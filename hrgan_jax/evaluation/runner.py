@@ -2,8 +2,9 @@
 
 crops (data_pipeline.pipeline.evaluation) -> G in eval mode with the flip test, peaks
 on the device (``inference.predict_fn``) -> every process's rows gathered -> inverse affine on
-the host -> COCO (rescoring, OKS-NMS, COCOeval) or MPII (PCKh) on process 0 -> the same
-metrics returned on every process.
+the host -> COCO (rescoring, OKS-NMS, COCOeval) or MPII (PCKh) on process 0, plus
+``pose_spread`` (evaluation.collapse: 0 when G predicts one pose for everyone) -> the
+same metrics returned on every process.
 """
 from __future__ import annotations
 
@@ -147,6 +148,9 @@ def make_evaluator(config: ml_collections.ConfigDict, mesh, workdir: str | None 
                                      "--config.eval.max_images=0")
                 results = mpii.evaluate(preds, info.annotation_file, out_dir)
             results = {k: float(v) for k, v in results.items()}
+            spread = _pose_spread(coords, cat, info.records)
+            if spread is not None:
+                results["pose_spread"] = spread
             table = evaluation.format_table(results, f"{config.model.name} step {step}")
             print(table, flush=True)
             logging.info("evaluation at step %d:\n%s", step, table)
@@ -169,6 +173,21 @@ def make_evaluator(config: ml_collections.ConfigDict, mesh, workdir: str | None 
         return _broadcast(results)
 
     return evaluate
+
+
+def _pose_spread(coords, cat: dict, records) -> float | None:
+    """``collapse.pose_spread`` of the evaluated people that have true joints (detector
+    boxes have none); None when there are none."""
+    from hrgan_jax.evaluation import collapse
+    if records is None:
+        return None
+    joints = np.asarray(records.joints)[cat["index"]]
+    truth = np.any(joints != 0, axis=(1, 2))
+    if not truth.any():
+        return None
+    return collapse.pose_spread(coords[truth], joints[truth],
+                                np.asarray(records.joints_vis)[cat["index"]][truth],
+                                cat["center"][truth], cat["scale"][truth])
 
 
 def _crop_affine(records, r: int, image_size) -> np.ndarray:
