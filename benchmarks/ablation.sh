@@ -2,13 +2,15 @@
 # The paper's ablation on cluttered synthetic scenes (configs/ablation.py), on a CPU:
 # every variant with every seed, one run after another, then one table and one plot.
 #
-#   bash benchmarks/ablation.sh [OUT] [SEEDS]     # defaults: ablation_out, "0 1"
+#   bash benchmarks/ablation.sh [OUT] [SEEDS] [VARIANTS]   # defaults: ablation_out, "0 1", all
 #
 # Runs already finished are skipped (a rerun resumes an interrupted one), so the script
-# can be stopped and started again.  PIN="taskset -c 1" runs every command on core 1.
+# can be stopped and started again, or run twice at once on disjoint VARIANTS (one per
+# core) once the data exist.  PIN="taskset -c 1" runs every command on core 1.
 set -euo pipefail
 OUT=${1:-ablation_out}
 SEEDS=${2:-"0 1"}
+VARIANTS=${3:-"hrnet hrgan no_equilibrium tw_in_d strong act gan_image gan_joint gan_image_strong gan_joint_strong"}
 PY=${PY:-.venv/bin/python}
 PIN=${PIN:-}
 export JAX_COMPILATION_CACHE_DIR=${JAX_COMPILATION_CACHE_DIR:-$OUT/jax_cache}
@@ -19,7 +21,7 @@ if [ ! -f "$OUT/data/.complete" ]; then
 fi
 runs=()
 for seed in $SEEDS; do
-  for variant in hrnet hrgan no_equilibrium tw_in_d strong act; do
+  for variant in $VARIANTS; do
     run="$OUT/${variant}_s${seed}"
     runs+=("$run")
     if [ -f "$run/.complete" ]; then echo "done: $run"; continue; fi
