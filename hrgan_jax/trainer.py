@@ -217,6 +217,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     meta = {"global_batch": global_batch, "seed": int(config.seed), "data": config.data.name,
             "model": config.model.name, "num_joints": num_joints,
             "discriminator": models.network_config(config, "discriminator").name,
+            "d_output": str(config.adversarial.get("d_output", "reconstruct")),
             "steps_per_epoch": steps_per_epoch}
     start = ckpt.latest_step()
     if start is None:
@@ -227,7 +228,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                   f"global batch {global_batch} on {mesh.devices.size} devices)", flush=True)
     else:
         try:
-            ckpt.check_meta(start, meta, ("model", "discriminator", "num_joints"))
+            ckpt.check_meta(start, meta, ("model", "discriminator", "d_output", "num_joints"))
             state, saved = ckpt.restore(start, abstract_state(config, g_tx, d_tx, mesh))
         except ckpt_lib.CheckpointError:
             ckpt.close()

@@ -97,7 +97,7 @@ def test_a_checkpoint_of_another_network_is_refused_naming_both(train_coco_root,
                                    async_save=False)
     state = parallel.replicate(state_lib.create(made, g_tx, d_tx), parallel.make_mesh(ONE))
     ckpt.save(3, state, {"model": made.model.name, "discriminator": made.model.name,
-                         "num_joints": 17, "step": 3}, force=True)
+                         "d_output": "reconstruct", "num_joints": 17, "step": 3}, force=True)
     ckpt.close()
     where = str(tmp_path / "checkpoints" / "3")
 
@@ -111,6 +111,11 @@ def test_a_checkpoint_of_another_network_is_refused_naming_both(train_coco_root,
     with pytest.raises(checkpoints.CheckpointError,
                        match=f"{where} was made with discriminator = 'micro' \\(this run: 'tiny'\\)"):
         trainer.train_and_evaluate(other_d, str(tmp_path), devices=ONE)
+    other_output = _config(train_coco_root, 6)
+    other_output.adversarial.update(d_output="image", equilibrium=False)
+    with pytest.raises(checkpoints.CheckpointError, match=f"{where} was made with d_output = "
+                       f"'reconstruct' \\(this run: 'image'\\)"):
+        trainer.train_and_evaluate(other_output, str(tmp_path), devices=ONE)
     # The same network name with another head: the shapes tell.
     other_head = _config(train_coco_root, 6)
     other_head.model.final_conv_kernel = 3
