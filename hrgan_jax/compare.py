@@ -4,9 +4,11 @@
 
 Each workdir is read as the trainer leaves it, finished or still running: ``config.json``
 (what the run is: HRNet alone, HRGAN, HRGAN without boundary equilibrium, with the
-target weight inside D, and any non-default beta_G, gamma, lambda_k), ``eval/results_<step>.json``
-(the evaluation metric over steps) and ``metrics.jsonl`` (k_t and, where the run logged
-them, the adversary's share of G's gradient).  The paper's ablation table is then a
+target weight inside D, a conventional GAN D (``d_output`` image or joint), and any
+non-default beta_G, gamma, lambda_k), ``eval/results_<step>.json`` (the evaluation metric
+over steps, and ``pose_spread``, evaluation.collapse: 0 when G predicts one pose for
+everyone) and ``metrics.jsonl`` (k_t, a conventional D's accuracy on real and fake and,
+where the run logged them, the adversary's share of G's gradient).  The paper's ablation table is then a
 matter of pointing this at the runs, wherever they were trained.
 """
 from __future__ import annotations
@@ -44,6 +46,8 @@ def variant(config: dict) -> str:
     if d_output != "reconstruct":  # the conventional GAN discriminators; k_t does not exist
         name = f"GAN, D {d_output}" + ("" if adv.get("gan_loss", "bce") == "bce" else
                                        f" {adv['gan_loss']}")
+        if adv.get("d_network", ""):
+            name += f", trunk {adv['d_network']}"
         return name + (f" (beta_g {adv['beta_g']:g})" if adv.get("beta_g", 1e-4) != 1e-4 else "")
     name = "HRGAN"
     if not adv.get("equilibrium", True):
@@ -85,8 +89,11 @@ def summary(run: dict) -> dict:
     final_step = max(evals) if evals else None
     ks = [r["k"] for r in run["history"] if "k" in r]
     ratios = [r["adv_grad_ratio"] for r in run["history"] if "adv_grad_ratio" in r]
-    return {"best": best_value, "best_step": best_step, "final_step": final_step,
-            "final": evals[final_step] if final_step is not None else {},
+    accuracy = [(r["d_real_acc"], r["d_fake_acc"]) for r in run["history"] if "d_real_acc" in r]
+    final = evals[final_step] if final_step is not None else {}
+    return {"pose_spread": final.get("pose_spread"),
+            "d_acc": accuracy[-1] if accuracy else None,"best": best_value, "best_step": best_step, "final_step": final_step,
+            "final": final,
             "k_final": ks[-1] if ks else None, "k_max": max(ks) if ks else None,
             "k_positive": float(np.mean([k > 0 for k in ks])) if ks else None,
             "ratio_median": float(np.median(ratios)) if ratios else None}
@@ -98,7 +105,8 @@ def table(runs: list[dict]) -> str:
     headline, others, scale = _metric(dataset)
     header = (["run", "seed", f"best {headline}", "at step", f"final {headline}", "at step"]
               + [f"final {c}" for c in others]
-              + ["k_t final", "k_t max", "steps with k_t > 0", "median adv/content grad"])
+              + ["final pose spread", "k_t final", "k_t max", "steps with k_t > 0",
+                 "median adv/content grad", "last D acc real/fake"])
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for run in runs:
         s = summary(run)
@@ -108,12 +116,16 @@ def table(runs: list[dict]) -> str:
                   _fmt(final.get(headline), scale),
                   str(s["final_step"] if s["final_step"] is not None else "-")]
                  + [_fmt(final.get(c), scale) for c in others]
-                 + [_fmt(s["k_final"], digits=6), _fmt(s["k_max"], digits=6),
+                 + [_fmt(s["pose_spread"]), _fmt(s["k_final"], digits=6),
+                    _fmt(s["k_max"], digits=6),
                     _fmt(s["k_positive"], 100.0, 0) + ("%" if s["k_positive"] is not None else ""),
-                    _fmt(s["ratio_median"], digits=4)])
+                    _fmt(s["ratio_median"], digits=4),
+                    "/".join(_fmt(a, digits=2) for a in s["d_acc"]) if s["d_acc"] else "-"])
         lines.append("| " + " | ".join(cells) + " |")
     unit = "PCKh@0.5, %" if dataset == "mpii" else "COCO OKS AP and AR, %"
-    return "\n".join(lines) + f"\n\nMetrics: {unit}; k_t and the gradient ratio from metrics.jsonl.\n"
+    return "\n".join(lines) + (f"\n\nMetrics: {unit}; pose spread: 1 as varied as the true poses, "
+                               f"0 one pose for all (evaluation.collapse); k_t, the gradient ratio "
+                               f"and D's accuracy from metrics.jsonl.\n")
 
 
 def by_variant(runs: list[dict]) -> str:
@@ -127,14 +139,15 @@ def by_variant(runs: list[dict]) -> str:
         return ""
     headline, _, scale = _metric(runs[0]["dataset"])
 
-    def spread(values):
+    def spread(values, scale=scale):
         values = [v * scale for v in values if v is not None]
         if not values:
             return "-"
         return f"{np.mean(values):.2f} ({min(values):.2f} to {max(values):.2f})"
 
     lines = [f"| variant | seeds | best {headline}: mean (range) | final {headline}: mean (range) "
-             f"| median adv/content grad |", "|---|---|---|---|---|"]
+             f"| median adv/content grad | final pose spread: mean (range) |",
+             "|---|---|---|---|---|---|"]
     for name, group in groups.items():
         summaries = [summary(r) for r in group]
         ratios = [x["ratio_median"] for x in summaries if x["ratio_median"] is not None]
@@ -142,7 +155,8 @@ def by_variant(runs: list[dict]) -> str:
             name, ", ".join(str(r["seed"]) for r in group),
             spread([x["best"] for x in summaries]),
             spread([x["final"].get(headline) for x in summaries]),
-            _fmt(float(np.median(ratios)) if ratios else None, digits=4)]) + " |")
+            _fmt(float(np.median(ratios)) if ratios else None, digits=4),
+            spread([x["pose_spread"] for x in summaries], 1.0)]) + " |")
     return "\n".join(lines) + "\n"
 
 

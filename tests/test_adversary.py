@@ -99,11 +99,17 @@ def test_a_run_is_named_by_what_it_changes_in_the_adversary():
     assert compare.variant({}) == "HRGAN"
     assert compare.variant({"adversarial": {"enabled": True, "d_network": "micro",
                                             "gamma": 1.0}}) == "HRGAN, D micro (gamma 1)"
+    assert compare.variant({"adversarial": {"d_output": "image", "equilibrium": False,
+                                            "beta_g": 0.01}}) == "GAN, D image (beta_g 0.01)"
+    assert compare.variant({"adversarial": {"d_output": "joint", "gan_loss": "lsgan",
+                                            "equilibrium": False}}) == "GAN, D joint lsgan"
 
 
 def test_compare_summarises_each_variant_over_its_seeds():
     def run(name, seed, values, ratio):
         evals = {100 * (i + 1): {"Mean": v} for i, v in enumerate(values)}
+        if ratio:  # the HRGAN runs' last evaluations measured the pose spread
+            evals[100 * len(values)]["pose_spread"] = 0.4 if seed == 0 else 0.8
         return {"name": name, "seed": seed, "dataset": "mpii", "workdir": "",
                 "evaluations": evals,
                 "history": [{"k": 0.0, "adv_grad_ratio": ratio}] if ratio else [{}]}
@@ -111,6 +117,7 @@ def test_compare_summarises_each_variant_over_its_seeds():
             run("HRGAN", 0, [29.0, 38.0], 2e-4), run("HRGAN", 1, [42.0, 40.0], 4e-4)]
     lines = compare.by_variant(runs).splitlines()
     assert lines[0].startswith("| variant | seeds | best Mean: mean (range) | final Mean")
-    assert lines[2] == "| HRNet | 0, 1 | 40.50 (40.00 to 41.00) | 40.50 (40.00 to 41.00) | - |"
-    assert lines[3] == "| HRGAN | 0, 1 | 40.00 (38.00 to 42.00) | 39.00 (38.00 to 40.00) | 0.0003 |"
+    assert lines[2] == "| HRNet | 0, 1 | 40.50 (40.00 to 41.00) | 40.50 (40.00 to 41.00) | - | - |"
+    assert lines[3] == ("| HRGAN | 0, 1 | 40.00 (38.00 to 42.00) | 39.00 (38.00 to 40.00) | 0.0003 "
+                        "| 0.60 (0.40 to 0.80) |")
     assert compare.by_variant(runs[:1]) == ""  # one run per variant: no summary

@@ -218,3 +218,21 @@ def test_pose_spread_end_points():
     half[visible == 0] = 1e6
     assert pose_spread(half, gt, visible, center, scale) == pytest.approx(0.5, abs=1e-9)
     assert np.isnan(pose_spread(gt, gt, np.zeros_like(visible), center, scale))
+
+
+def test_the_evaluation_measures_the_spread_of_the_people_with_true_joints():
+    """runner._pose_spread: detector boxes (no true joints) are left out; none at all: None."""
+    from types import SimpleNamespace
+    from hrgan_jax.evaluation import runner
+    gt, visible, center, scale = _people(n=6)
+    joints = np.concatenate([gt, np.zeros_like(gt[:2])]).astype(np.float32)  # 2 detections
+    records = SimpleNamespace(joints=joints, joints_vis=np.concatenate([visible, np.ones_like(
+        visible[:2])]))
+    order = np.array([7, 0, 1, 2, 3, 4, 5, 6])  # evaluated rows, by record index
+    cat = {"index": order, "center": np.concatenate([center, center[:2]])[order],
+           "scale": np.concatenate([scale, scale[:2]])[order]}
+    coords = joints[order] + 0.0
+    assert runner._pose_spread(coords, cat, records) == pytest.approx(1.0)
+    assert runner._pose_spread(coords, cat, None) is None
+    no_truth = SimpleNamespace(joints=np.zeros_like(joints), joints_vis=records.joints_vis)
+    assert runner._pose_spread(coords, cat, no_truth) is None
