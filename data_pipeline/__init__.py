@@ -1,4 +1,10 @@
 """Everything on the host between the files on disk and a batch on the device."""
+import os
+
+# TensorFlow (tf.data) prints C++ INFO lines at start-up: absl's "All log messages before
+# absl::InitializeLog()", the CPU-feature and oneDNN notices.  Level 1 drops INFO and keeps
+# its warnings and errors; a value the user set is kept.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
 
 
 def tf_on_host_only() -> None:

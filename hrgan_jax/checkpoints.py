@@ -18,6 +18,7 @@ from typing import Any
 
 import jax
 import orbax.checkpoint as ocp
+from etils import epath
 from absl import logging
 from orbax.checkpoint import checkpoint_managers as policies
 
@@ -182,11 +183,15 @@ def _leaf_name(path) -> str:
 def _differences(state_dir: str, abstract_state: Any, most: int = 10) -> str:
     """The arrays whose shapes differ between a saved state and ``abstract_state``, and
     those on one side only ('' when the saved shapes cannot be read)."""
+    # The item's handler reads the item's own _METADATA; a Checkpointer would also look
+    # for step metadata inside the item directory and warn that it is missing.
+    handler = ocp.StandardCheckpointHandler()
     try:
-        with ocp.StandardCheckpointer() as checkpointer:  # closed: no async work left behind
-            saved = checkpointer.metadata(state_dir).item_metadata
+        saved = handler.metadata(epath.Path(state_dir))
     except Exception:  # noqa: BLE001 - the caller reports the restore error instead
         return ""
+    finally:
+        handler.close()  # no async work left behind
     stored = {m.name: tuple(m.shape) for m in jax.tree.leaves(saved)}
     wanted = {_leaf_name(p): tuple(x.shape)
               for p, x in jax.tree_util.tree_flatten_with_path(abstract_state)[0]}
