@@ -99,6 +99,20 @@ def _format(values: dict[str, float]) -> str:
     return " ".join(f"{k} {v:.4g}" for k, v in values.items())
 
 
+def _log_line(step: int, total: int, epoch: float, summary: dict[str, float]) -> str:
+    """The periodic line without a terminal: the few numbers a person watches (every
+    metric is in TensorBoard and metrics.jsonl)."""
+    parts = [f"step {step}/{total}", f"epoch {epoch:.2f}"]
+    names = (("content_loss", "content"), ("d_loss", "L_D"), ("k", "k_t"))
+    parts += [f"{label} {summary[key]:.4g}" for key, label in names if key in summary]
+    rate = summary.get("steps_per_sec", 0.0)
+    parts.append(f"{summary.get('images_per_sec', 0.0):.1f} img/s")
+    if rate > 0 and step < total:
+        eta = int(round((total - step) / rate))
+        parts.append(f"ETA {eta // 3600}:{eta // 60 % 60:02d}:{eta % 60:02d}")
+    return "  ".join(parts)
+
+
 def _is_time(step: int, every: int) -> bool:
     """Whether periodic work that runs every ``every`` steps (never when <= 0) runs at
     ``step`` (the number of updates done)."""
@@ -271,8 +285,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                 f.write(json.dumps({"step": step, **summary}) + "\n")
         progress.update(step, {k: summary[k] for k in ("content_loss", "k") if k in summary})
         if lead and not progress.is_bar:
-            print(f"step {step}/{total} (epoch {step / steps_per_epoch:.2f}) {_format(summary)}",
-                  flush=True)
+            print(_log_line(step, total, step / steps_per_epoch, summary), flush=True)
 
     # ---- the loop ----------------------------------------------------------------------
     step = start

@@ -53,3 +53,16 @@ def test_restore_logs_no_metadata_warning(tmp_path, caplog):
             ckpt.restore(1, wrong)
     finally:
         ckpt.close()
+
+
+def test_the_periodic_line_shows_what_a_person_watches():
+    from hrgan_jax.trainer import _log_line
+    summary = {"content_loss": 0.0012345, "d_loss": 4.5e-4, "k": 0.0, "images_per_sec": 61.04,
+               "steps_per_sec": 2.0, "g_grad_norm": 3.0, "l_real": 1e-3, "d_lr": 8e-5}
+    line = _log_line(100, 1300, 1.6, summary)
+    assert line == ("step 100/1300  epoch 1.60  content 0.001234  L_D 0.00045  k_t 0  "
+                    "61.0 img/s  ETA 0:10:00")
+    # HRNet alone: no D loss or k_t; the last step: no ETA.
+    assert _log_line(1300, 1300, 21.0, {"content_loss": 1e-3, "images_per_sec": 60.0,
+                                        "steps_per_sec": 2.0}) == \
+        "step 1300/1300  epoch 21.00  content 0.001  60.0 img/s"
