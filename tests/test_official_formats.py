@@ -106,7 +106,10 @@ def test_mpii_end_to_end_train_evaluate_pckh_table(mpii_root, tmp_path, capsys):
                                        "eval.every_epochs": 0})
     metrics = trainer.train_and_evaluate(config, workdir, devices=ONE)
     out = capsys.readouterr().out
-    assert list(metrics) == list(mpii.COLUMNS)
+    # PCKh's columns in the table's order, then the collapse measure (evaluation.collapse).
+    assert list(metrics)[:len(mpii.COLUMNS)] == list(mpii.COLUMNS)
+    assert set(metrics) - set(mpii.COLUMNS) == {"pose_spread"}
+    assert 0.0 <= metrics["pose_spread"] < 10.0
     assert "| Arch | Head | Shoulder | Elbow | Wrist | Hip | Knee | Ankle | Mean | Mean@0.1 |" in out
     assert os.path.exists(os.path.join(workdir, "eval", "pred.mat"))
     assert json.load(open(os.path.join(workdir, "eval", "results_2.json")))["step"] == 2
