@@ -28,7 +28,9 @@ Modes:
             and every missing, unexpected or mis-shaped key.  Exit status 1 on mismatch.
   synth     Write the synthetic dataset under --config.data.root: DIR/coco and DIR/mpii,
             each laid out as the official dataset (config.synth sets the sizes and,
-            with config.synth.datasets, which of the two).
+            with config.synth.datasets, which of the two).  With
+            --config.data.keypoints=FILE, DIR/coco labels that keypoint set's joints
+            under its own categories entry (docs/keypoints.md).
   predict   Keypoints for --input (an image or a directory of images) with the generator
             of --workdir (best/latest checkpoint) or --weights (give the --config it was
             trained with).  Person boxes come from --boxes (COCO results-format

@@ -251,3 +251,21 @@ def test_your_own_keypoints_end_to_end(tmp_path):
     assert people and all(len(p["keypoints"]) == 3 * 13 and p["category_id"] == 1
                           for p in people)
     assert len(list((tmp_path / "pred").glob("*.pose.png"))) == 4
+
+
+def test_the_command_line_says_it_in_one_line_before_anything_is_written(tmp_path, monkeypatch):
+    from test_launch import launch_here
+    bad = _write(tmp_path / "hand5.json", {**FIVE, "sigmas": [0.1]})
+    status, _, err = launch_here(monkeypatch, "--mode=check", "--config=configs/default.py:micro",
+                                 f"--config.data.keypoints={bad}", "--config.model.num_joints=5",
+                                 f"--weights={tmp_path / 'g.safetensors'}")
+    assert status == 1 and err.strip().count("\n") <= 1, err
+    assert f"{bad}: 'sigmas' must be 5 positive numbers, one per keypoint, got 1 values" in err
+    root = str(tmp_path / "data")
+    _five_joint_split(root, "train2017", category_id=2)
+    workdir = tmp_path / "run"
+    status, _, err = launch_here(monkeypatch, "--mode=train", "--config=configs/default.py:micro",
+                                 f"--config.data.root={root}", f"--workdir={workdir}")
+    assert status == 1 and err.strip().count("\n") == 0, err
+    assert err.startswith("error: ") and "set --config.data.category_id=2" in err
+    assert not workdir.exists()
