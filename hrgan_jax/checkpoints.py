@@ -1,9 +1,14 @@
 """Checkpoints of the train state: orbax, asynchronous, the last K and the best kept.
 
-Each checkpoint is a directory ``checkpoints/<step>/`` with the sharded train state and
-a small JSON ``meta`` (where the data stood, the config's identity).  Orbax writes into
-a temporary directory and renames it when complete, so a run killed mid-save leaves no
-checkpoint that could be mistaken for a complete one.
+Each checkpoint is a directory ``checkpoints/<step>/`` with the sharded train state, a
+small JSON ``meta`` (where the data stood, the config's identity) and ``checksums``: a
+CRC-32 of every array and of the meta, computed from the host values handed to orbax.
+Orbax writes the three into a temporary directory and renames it when complete, so a
+run killed mid-save leaves no checkpoint that could be mistaken for a complete one, and
+a checkpoint with its checksums is one whose save completed.  A restore verifies every
+array against them: a checkpoint that is incomplete, unreadable or fails its checksums
+raises DamagedCheckpoint (the trainer sets it aside in ``checkpoints-damaged/`` and
+resumes from the newest good one).
 
 A checkpoint is saved before its evaluation runs (an evaluation that fails or is killed
 loses nothing), so evaluation results are recorded afterwards, in
@@ -14,10 +19,14 @@ from __future__ import annotations
 
 import json
 import os
+import time
+import zlib
+from concurrent import futures
 from typing import Any
 
 import jax
 import orbax.checkpoint as ocp
+import numpy as np
 from etils import epath
 from absl import logging
 from orbax.checkpoint import checkpoint_managers as policies
@@ -25,6 +34,10 @@ from orbax.checkpoint import checkpoint_managers as policies
 
 class CheckpointError(RuntimeError):
     """A checkpoint that cannot be restored into this run, with the reason."""
+
+
+class DamagedCheckpoint(CheckpointError):
+    """A checkpoint that is incomplete, cannot be read, or differs from what was saved."""
 
 
 class Checkpoints:
@@ -43,6 +56,9 @@ class Checkpoints:
         self.directory = os.path.abspath(directory)
         self.best_metric, self.best_mode = best_metric, best_mode
         self._evaluations = self._read_evaluations()
+        self._writer = remove_partial
+        self._verified: set[int] = set()  # restored and verified here
+        self._saved: list[int] = []  # saved here (the checksums are of the values written)
         preserve = [policies.LatestN(n=max(1, keep))]
         if best_metric:
             preserve.append(_KeepBest(self))
@@ -106,20 +122,47 @@ class Checkpoints:
         return step not in self.all_steps() and (force or self._manager.should_save(step))
 
     def save(self, step: int, state: Any, meta: dict, force: bool = False) -> bool:
-        """Save (asynchronously) when the interval says so, or always with ``force``."""
+        """Save (asynchronously) when the interval says so, or always with ``force``.
+        The checksums are computed here, from the host values of ``state``."""
         if not self.due(step, force):
             return False
+        meta = {**meta, "checksums": "crc32"}  # a checkpoint without them is incomplete
+        checksums = {"meta": _meta_checksum(meta), "arrays": array_checksums(state)}
         args = ocp.args.Composite(state=ocp.args.StandardSave(state),
-                                  meta=ocp.args.JsonSave(meta))
+                                  meta=ocp.args.JsonSave(meta),
+                                  checksums=ocp.args.JsonSave(checksums))
         saved = self._manager.save(step, args=args, force=force)
         if saved:
+            self._saved.append(step)
             logging.info("checkpoint: saving step %d to %s", step, self.directory)
         return saved
 
+    def path(self, step: int) -> str:
+        return os.path.join(self.directory, str(step))
+
+    def last_good(self) -> str | None:
+        """The newest verified checkpoint (its path), after pending saves complete: one
+        this run restored and verified, or one it saved (with the checksums of the values
+        it wrote).  None when there is none."""
+        self.wait()
+        steps = set(self._verified) | set(self._saved)
+        return self.path(max(steps)) if steps else None
+
     def meta(self, step: int) -> dict:
         """The JSON meta saved with checkpoint ``step`` (no array is read)."""
-        restored = self._manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))
-        return dict(restored["meta"] or {})
+        path = self.path(step)
+        missing = [item for item in ("meta", "state") if not os.path.isdir(os.path.join(path, item))]
+        if missing:
+            raise DamagedCheckpoint(f"checkpoint {path} is incomplete: no {' or '.join(missing)}/")
+        try:
+            restored = self._manager.restore(step, args=ocp.args.Composite(
+                meta=ocp.args.JsonRestore()))
+        except Exception as e:  # noqa: BLE001 - whatever orbax raises for a file it cannot parse
+            raise DamagedCheckpoint(f"checkpoint {path}: its meta cannot be read "
+                                    f"({_first_line(e)})") from e
+        if not isinstance(restored["meta"], dict):
+            raise DamagedCheckpoint(f"checkpoint {path}: its meta is not a JSON object")
+        return dict(restored["meta"])
 
     def check_meta(self, step: int, run: dict, keys: tuple[str, ...]) -> None:
         """Raise CheckpointError when checkpoint ``step`` was made for another run: its
@@ -129,27 +172,74 @@ class Checkpoints:
                  if k in saved and saved[k] != run[k]]
         if wrong:
             raise CheckpointError(
-                f"checkpoint {os.path.join(self.directory, str(step))} was made with "
+                f"checkpoint {self.path(step)} was made with "
                 f"{', '.join(wrong)}: it cannot be restored into this run. Train in another "
                 f"--workdir, or use the config the checkpoint was made with.")
 
     def restore(self, step: int, abstract_state: Any) -> tuple[Any, dict]:
         """(state, meta) of checkpoint ``step``, placed as ``abstract_state`` says
-        (a pytree of jax.ShapeDtypeStruct with shardings)."""
-        path = os.path.join(self.directory, str(step))
-        problem = "checkpoint {} does not fit this run's train state (another model size, " \
-                  "joint count or switch setting?): {}"
+        (a pytree of jax.ShapeDtypeStruct with shardings), every array and the meta
+        verified against the checksums saved with them.  Raises CheckpointError when
+        the checkpoint does not fit this run, DamagedCheckpoint when it is incomplete,
+        unreadable or differs from what was saved."""
+        path = self.path(step)
+        meta = self.meta(step)
         # Shapes first, from the saved metadata: a restore that fails half-way leaves
         # orbax's reads of every array pending.
         differences = _differences(os.path.join(path, "state"), abstract_state)
         if differences:
-            raise CheckpointError(problem.format(path, differences))
+            raise CheckpointError(
+                f"checkpoint {path} does not fit this run's train state (another model size, "
+                f"joint count or switch setting?): {differences}")
+        items = {"state": ocp.args.StandardRestore(abstract_state)}
+        if os.path.isdir(os.path.join(path, "checksums")):
+            items["checksums"] = ocp.args.JsonRestore()
         try:
-            restored = self._manager.restore(step, args=ocp.args.Composite(
-                state=ocp.args.StandardRestore(abstract_state), meta=ocp.args.JsonRestore()))
-        except (ValueError, KeyError, TypeError) as e:
-            raise CheckpointError(problem.format(path, e)) from e
-        return restored["state"], dict(restored["meta"] or {})
+            restored = self._manager.restore(step, args=ocp.args.Composite(**items))
+        except Exception as e:  # noqa: BLE001 - a damaged file fails in tensorstore, orbax or json
+            raise DamagedCheckpoint(f"checkpoint {path} cannot be read: {_first_line(e)}") from e
+        state, checksums = restored["state"], restored.get("checksums")
+        if checksums is None:
+            if meta.get("checksums"):  # saved with checksums, which are gone
+                raise DamagedCheckpoint(f"checkpoint {path} is incomplete: no checksums/")
+            logging.warning("checkpoint %s was saved without checksums: restored unverified", path)
+        else:
+            _verify(path, state, meta, checksums)
+        self._verified.add(step)
+        return state, meta
+
+    def set_aside(self, step: int) -> str:
+        """Move damaged checkpoint ``step`` out of the way (into ``checkpoints-damaged/``,
+        never deleted) and return where it went.  Only the writer (process 0) moves it."""
+        if not self._writer:
+            raise RuntimeError("a reader of the checkpoints must not move them")
+        where = os.path.join(self.directory + "-damaged",
+                             f"{step}-{time.strftime('%Y%m%d-%H%M%S')}")
+        if jax.process_index() == 0:
+            os.makedirs(os.path.dirname(where), exist_ok=True)
+            os.rename(self.path(step), where)
+        if jax.process_count() > 1:
+            from jax.experimental import multihost_utils
+            multihost_utils.sync_global_devices(f"checkpoint {step} set aside")
+        self._manager.reload()
+        return where
+
+    def restore_newest_good(self, abstract_state: Any, run: dict, keys: tuple[str, ...],
+                            say=print) -> tuple[int, Any, dict] | None:
+        """(step, state, meta) of the newest checkpoint that restores and verifies, or
+        None when there is none.  Each damaged one on the way is set aside, with one
+        line (``say``) naming it, why, and where it went; a checkpoint made for another
+        run (``check_meta``) or that does not fit ``abstract_state`` raises CheckpointError."""
+        for step in sorted(self.all_steps(), reverse=True):
+            try:
+                self.check_meta(step, run, keys)
+                state, meta = self.restore(step, abstract_state)
+            except DamagedCheckpoint as e:
+                where = self.set_aside(step)
+                say(f"{e}: skipped, moved to {where}")
+                continue
+            return step, state, meta
+        return None
 
     def wait(self) -> None:
         """Block until pending asynchronous saves are on disk."""
@@ -161,6 +251,56 @@ class Checkpoints:
 
 
 EVALUATIONS_FILE = "evaluations.json"
+
+
+def _crc32(x) -> int:
+    """CRC-32 of an array's bytes (C order)."""
+    return zlib.crc32(np.ascontiguousarray(x).reshape(-1).view(np.uint8))
+
+
+def array_checksums(state: Any) -> dict[str, dict]:
+    """{array name: {crc32, dtype, shape}} of a pytree's leaves, from their host values
+    (the device-to-host copies come in one transfer; the CRCs, which release the GIL, in
+    parallel).  Every process of a replicated state computes the same."""
+    leaves = jax.tree_util.tree_flatten_with_path(state)[0]
+    host = [np.asarray(x) for x in jax.device_get([x for _, x in leaves])]
+    with futures.ThreadPoolExecutor(max(1, min(8, os.cpu_count() or 1))) as pool:
+        crcs = list(pool.map(_crc32, host))
+    return {_leaf_name(p): {"crc32": c, "dtype": x.dtype.name, "shape": list(x.shape)}
+            for (p, _), x, c in zip(leaves, host, crcs)}
+
+
+def _meta_checksum(meta: dict) -> int:
+    return zlib.crc32(json.dumps(meta, sort_keys=True).encode())
+
+
+def _verify(path: str, state: Any, meta: dict, saved: dict, most: int = 5) -> None:
+    """Raise DamagedCheckpoint when the restored ``state`` or ``meta`` differs from the
+    checksums saved with them."""
+    if not isinstance(saved, dict) or not isinstance(saved.get("arrays"), dict):
+        raise DamagedCheckpoint(f"checkpoint {path}: its checksums cannot be read")
+    if saved.get("meta") != _meta_checksum(meta):
+        raise DamagedCheckpoint(f"checkpoint {path}: its meta differs from the one saved "
+                                f"(checksum)")
+    now = array_checksums(state)
+    expected = saved["arrays"]
+    bad = [name for name in sorted(set(now) | set(expected))
+           if now.get(name, {}).get("crc32") != (expected.get(name) or {}).get("crc32")]
+    if bad:
+        more = f" and {len(bad) - most} more" if len(bad) > most else ""
+        raise DamagedCheckpoint(f"checkpoint {path}: {len(bad)} array(s) differ from what was "
+                                f"saved (checksum): {', '.join(bad[:most])}{more}")
+
+
+def _first_line(e: BaseException) -> str:
+    """An exception as one short line: its root cause, which names the file (orbax wraps
+    tensorstore's error in pages of its spec)."""
+    seen = {id(e)}
+    while (e.__cause__ or e.__context__) is not None and id(e.__cause__ or e.__context__) not in seen:
+        e = e.__cause__ or e.__context__
+        seen.add(id(e))
+    text = " ".join(str(e).split()) or type(e).__name__
+    return text if len(text) <= 300 else text[:300] + " ..."
 
 
 class _KeepBest:
@@ -182,17 +322,23 @@ def _leaf_name(path) -> str:
 
 def _differences(state_dir: str, abstract_state: Any, most: int = 10) -> str:
     """The arrays whose shapes differ between a saved state and ``abstract_state``, and
-    those on one side only ('' when the saved shapes cannot be read)."""
+    those on one side only; DamagedCheckpoint when the saved shapes cannot be read."""
+    where = os.path.dirname(state_dir)
+    if not os.path.isfile(os.path.join(state_dir, "_METADATA")):
+        raise DamagedCheckpoint(f"checkpoint {where} is incomplete: no state/_METADATA")
     # The item's handler reads the item's own _METADATA; a Checkpointer would also look
     # for step metadata inside the item directory and warn that it is missing.
     handler = ocp.StandardCheckpointHandler()
     try:
         saved = handler.metadata(epath.Path(state_dir))
-    except Exception:  # noqa: BLE001 - the caller reports the restore error instead
-        return ""
+        stored = {m.name: tuple(m.shape) for m in jax.tree.leaves(saved)}
+    except Exception as e:  # noqa: BLE001 - a garbled _METADATA, in orbax's words
+        raise DamagedCheckpoint(f"checkpoint {where}: the shapes of its state cannot be read "
+                                f"({_first_line(e)})") from e
     finally:
         handler.close()  # no async work left behind
-    stored = {m.name: tuple(m.shape) for m in jax.tree.leaves(saved)}
+    if not stored:
+        raise DamagedCheckpoint(f"checkpoint {where}: state/_METADATA lists no arrays")
     wanted = {_leaf_name(p): tuple(x.shape)
               for p, x in jax.tree_util.tree_flatten_with_path(abstract_state)[0]}
     lines = [f"{name}: checkpoint {stored.get(name, 'has no such array')}, this run "

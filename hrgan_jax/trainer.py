@@ -146,8 +146,7 @@ class _MetricWindow:
         values = {k: float(v) for k, v in jax.device_get(metrics).items()}
         if values.pop("finite") < 1.0:
             if self._nan_policy == "stop":
-                last = self._ckpt.latest_step()
-                where = f"{self._ckpt.directory}/{last}" if last is not None else "none yet"
+                where = self._ckpt.last_good() or "none yet"
                 raise NonFiniteError(
                     f"step {index + 1} (batch {index} of the data stream): a loss or gradient "
                     f"is not finite ({_format(values)}); the update was not applied and no "
@@ -233,20 +232,24 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
             "discriminator": models.network_config(config, "discriminator").name,
             "d_output": str(config.adversarial.get("d_output", "reconstruct")),
             "steps_per_epoch": steps_per_epoch}
-    start = ckpt.latest_step()
-    if start is None:
+    found = None
+    if ckpt.all_steps():
+        try:  # the newest checkpoint that verifies; damaged ones are set aside, each said
+            found = ckpt.restore_newest_good(
+                abstract_state(config, g_tx, d_tx, mesh), meta,
+                ("model", "discriminator", "d_output", "num_joints"),
+                say=lambda line: lead and print(line, file=sys.stderr, flush=True))
+        except ckpt_lib.CheckpointError:
+            ckpt.close()
+            raise
+    if found is None:
         state = parallel.replicate(state_lib.create(config, g_tx, d_tx), mesh)
         start = 0
         if lead:
             print(f"starting a new run in {workdir}: {total} steps ({steps_per_epoch} per epoch, "
                   f"global batch {global_batch} on {mesh.devices.size} devices)", flush=True)
     else:
-        try:
-            ckpt.check_meta(start, meta, ("model", "discriminator", "d_output", "num_joints"))
-            state, saved = ckpt.restore(start, abstract_state(config, g_tx, d_tx, mesh))
-        except ckpt_lib.CheckpointError:
-            ckpt.close()
-            raise
+        start, state, saved = found
         for key in ("global_batch", "seed", "steps_per_epoch"):
             if key in saved and saved[key] != meta[key]:
                 logging.warning("resuming with %s = %s, but the checkpoint was made with %s: the "

@@ -9,6 +9,7 @@ import os
 import pathlib
 import random
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -390,3 +391,78 @@ def test_the_survivor_of_a_lost_process_exits_with_an_error_naming_it(tmp_path, 
     else:
         named = "coordination service" in out and "leader" in out
     assert named, out[-5000:]
+
+
+# ---- damaged checkpoints ------------------------------------------------------------------
+
+def _largest_array_file(step_dir) -> pathlib.Path:
+    """The biggest stored chunk file of a checkpoint's state (OCDBT data)."""
+    return max((step_dir / "state").glob("ocdbt.process_*/d/*"), key=lambda f: f.stat().st_size)
+
+
+def _flip_bit(path: pathlib.Path, at: float = 0.5) -> None:
+    data = bytearray(path.read_bytes())
+    data[int(len(data) * at)] ^= 0x10
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.slow
+def test_damaged_checkpoints_are_set_aside_and_the_run_resumes_from_the_newest_good_one(
+        train_coco_root, tmp_path, capsys):
+    """A flipped bit in a stored chunk of the newest checkpoint (it still decodes: only
+    the checksum tells) and a truncated chunk file in the one before: the rerun names
+    each, why, and where it moved it (never deleted), resumes from the newest good one
+    and ends bitwise where the undamaged run ended.  A garbage meta, a deleted
+    state/_METADATA and an empty step directory are skipped the same way."""
+    from hrgan_jax import checkpoints, parallel, state as state_lib
+    config = train_config(**{"data.root": train_coco_root, "train.steps": 6,
+                                  "train.log_every": 2, "checkpoint.every_steps": 2,
+                                  "checkpoint.keep": 3, "eval.every_epochs": -1})
+    trainer.train_and_evaluate(config, str(tmp_path), devices=ONE)
+    ckpt_dir = tmp_path / "checkpoints"
+    assert _complete(ckpt_dir) == [2, 4, 6]
+    _, undamaged = saved_states(config, tmp_path, [6])[6]
+    _flip_bit(_largest_array_file(ckpt_dir / "6"))
+    truncated = _largest_array_file(ckpt_dir / "4")
+    os.truncate(truncated, truncated.stat().st_size // 2)
+    capsys.readouterr()
+
+    trainer.train_and_evaluate(config, str(tmp_path), devices=ONE)
+    captured = capsys.readouterr()
+    skipped = [line for line in captured.err.splitlines() if "skipped, moved to" in line]
+    damaged = sorted(os.listdir(tmp_path / "checkpoints-damaged"))
+    assert [d.split("-")[0] for d in damaged] == ["4", "6"]
+    assert len(skipped) == 2, captured.err
+    assert skipped[0].startswith(f"checkpoint {ckpt_dir / '6'}: 1 array(s) differ from what was "
+                                 f"saved (checksum): ")
+    assert skipped[0].endswith(f"moved to {tmp_path / 'checkpoints-damaged' / damaged[1]}")
+    assert skipped[1].startswith(f"checkpoint {ckpt_dir / '4'} cannot be read: ")
+    assert "is not valid for value of size" in skipped[1]  # tensorstore's cause, one line
+    assert "resuming from step 2 of 6" in captured.out
+    _, rerun = saved_states(config, tmp_path, [6])[6]
+    for x, y in zip(jax.tree.leaves(undamaged), jax.tree.leaves(rerun), strict=True):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+    # Incomplete and unreadable: copies of step 2, damaged otherwise.
+    for step in (7, 8, 9):
+        shutil.copytree(ckpt_dir / "2", ckpt_dir / str(step))
+    (ckpt_dir / "7" / "meta" / "metadata").write_text("{garbage")
+    os.remove(ckpt_dir / "8" / "state" / "_METADATA")
+    shutil.rmtree(ckpt_dir / "9")
+    os.makedirs(ckpt_dir / "9")
+    g_tx, d_tx, _, _ = state_lib.optimizers(config, steps_per_epoch=1)
+    ckpt = checkpoints.Checkpoints(str(ckpt_dir), every_steps=1, keep=10, remove_partial=True)
+    lines = []
+    try:
+        step, _, meta = ckpt.restore_newest_good(
+            trainer.abstract_state(config, g_tx, d_tx, parallel.make_mesh(ONE)),
+            {"model": "micro"}, ("model",), say=lines.append)
+    finally:
+        ckpt.close()
+    assert step == meta["step"] == 6
+    assert [line.split(": skipped")[0] for line in lines] == [
+        f"checkpoint {ckpt_dir / '9'} is incomplete: no meta or state/",
+        f"checkpoint {ckpt_dir / '8'} is incomplete: no state/_METADATA",
+        f"checkpoint {ckpt_dir / '7'}: its meta cannot be read (Expecting property name "
+        f"enclosed in double quotes: line 1 column 2 (char 1))"]
+    assert _complete(ckpt_dir) == [2, 4, 6] and len(os.listdir(tmp_path / "checkpoints-damaged")) == 5
