@@ -27,12 +27,24 @@ def get_config(preset: str = "w32") -> ConfigDict:
     # may give D another preset's stages).  Fields are the official MODEL.EXTRA's, lower
     # case: num_joints, final_conv_kernel (1 or 3),
     # stage2..stage4 (num_modules, num_branches, block, num_blocks, num_channels,
-    # fuse_method), pretrained_layers, dtype (float32 | bfloat16 compute), kernel_init
+    # fuse_method), pretrained_layers, dtype (float32 | bfloat16: the training compute
+    # dtype; evaluation, export and predict compute in eval.dtype), float32 (the
+    # mixed-precision policy: the parts that compute in float32 under bfloat16, see
+    # below), kernel_init
     # (official: N(0, 0.001) as init_weights; he: He-normal, for short runs from scratch),
     # bn_group (images per train-mode BatchNorm statistics group, dividing the per-device
     # batch: no communication in BatchNorm; 0 = the whole batch, synchronised; the COCO
     # and MPII configs use the public code's per-GPU 16 and 8).
     config.model = hrnet_config(preset or "w32", num_joints=17)
+    # The mixed-precision policy under model.dtype=bfloat16, in one place.  Always float32:
+    # parameters, BatchNorm statistics and the normalisation arithmetic, the losses, k_t,
+    # gradients' accumulation into the optimiser and its states.  model.float32 names
+    # what else stays float32: "head" (G's and D's final conv computes and returns float32:
+    # heatmap MSEs are ~1e-3 and D's errors drive k_t), "d_input" (D reads the image and
+    # the heatmaps, real and fake, in float32: bfloat16 would round a heatmap's peak by
+    # up to 0.4%), optionally "stem" (G's conv1/conv2) and "sums" (residual and fuse-layer
+    # sums).  The default ("head", "d_input") keeps only what measured to pay
+    # (benchmarks/NOTES.md, "Mixed precision"; docs/speed.md).  Under float32 it changes nothing.
     config.model.init = ""  # G's initial weights: '' (N(0,0.001)), or an official .pth/.safetensors/.npz
     config.model.init_full = False  # True: load every key of model.init (a full pose model), strictly
 
@@ -120,6 +132,7 @@ def get_config(preset: str = "w32") -> ConfigDict:
     config.eval.in_vis_thre = 0.2  # COCO rescoring: joints above this score count
     config.eval.oks_thre = 0.9  # COCO OKS-NMS threshold
     config.eval.max_images = 0  # when > 0, evaluate on the first this many images only
+    config.eval.dtype = "float32"  # deployment precision: evaluation, export (ONNX, SavedModel) and predict compute in this, whatever model.dtype trained in (bfloat16 ONNX files do not run in ONNX Runtime)
     config.eval.draw_threshold = 0.2  # pictures (predict, TensorBoard crops): joints scoring below this are not drawn
 
     # ---- synthetic dataset (launch.py --mode=synth writes DIR/coco and DIR/mpii, DIR = data.root) ----

@@ -145,7 +145,7 @@ def export(config: ml_collections.ConfigDict, net: str, workdir: str | None,
     with open(os.path.join(out, "config.json"), "w") as f:
         f.write(config_json(config))
     _write_official(variables, config, "generator", os.path.join(out, "generator.safetensors"),
-                    source)
+                    source, metadata={"weights_dtype": "float32", **inference.export_metadata(config)})
     print(f"wrote {msgpack_path} and {os.path.join(out, 'config.json')}")
     _write_onnx(config, variables, out)
     try:
@@ -162,12 +162,14 @@ def config_json(config: ml_collections.ConfigDict) -> str:
     """The config as JSON plus ``keypoint_set``: the joints the heatmaps are, in order, with
     their flip pairs, limbs, upper body, OKS sigmas and weights, so that an exported model
     describes its outputs without the keypoints file it was trained with
-    (--config.data.keypoints=EXPORT/config.json reads the set back)."""
+    (--config.data.keypoints=EXPORT/config.json reads the set back); and ``export``: what
+    the exported files compute in (eval.dtype; their weights are float32)."""
     import json
 
     from data_pipeline import keypoint_sets
     out = json.loads(config.to_json_best_effort())
     out["keypoint_set"] = keypoint_sets.of_config(config.data).to_json()
+    out["export"] = dict(inference.export_metadata(config), weights_dtype="float32")
     return json.dumps(out, indent=2, sort_keys=True)
 
 
@@ -181,12 +183,14 @@ def _write_onnx(config, variables, out: str) -> None:
     plain = onnx_export.write(config, variables, os.path.join(out, onnx_export.HEATMAPS_NAME),
                               heatmaps_only=True)
     print(f"wrote {full} (uint8 crops -> heatmaps, keypoints, scores) and {plain} "
-          f"(uint8 crops -> heatmaps, one pass): ONNX, run with ONNX Runtime")
+          f"(uint8 crops -> heatmaps, one pass): ONNX, {inference.deploy_dtype(config)}, "
+          f"checked in ONNX Runtime")
 
 
-def _write_official(variables: Any, config, net: str, path: str, source: str) -> None:
+def _write_official(variables: Any, config, net: str, path: str, source: str,
+                    metadata: dict | None = None) -> None:
     state_dict = weights.to_torch(variables, models.network_config(config, net), net)
-    weights.save_file(state_dict, path)
+    weights.save_file(state_dict, path, metadata)
     count = sum(v.size for k, v in state_dict.items() if "running_" not in k)
     print(f"wrote {path}: {net} from {source}, {len(state_dict)} tensors, {count:,} parameters "
           f"(official PyTorch layout)")

@@ -20,7 +20,7 @@ CHOICES = {"data.name": ("coco", "mpii"), "data.source": ("files", "tfds"),
            "optim.g_name": ("rmsprop", "adam"),
            "optim.d_name": ("rmsprop", "adam"), "model.dtype": ("float32", "bfloat16"),
            "model.kernel_init": KERNEL_INITS, "synth.scene": ("cluttered", "plain"),
-           "eval.decode": ("official", "dark"),
+           "eval.decode": ("official", "dark"), "eval.dtype": ("float32", "bfloat16"),
            "adversarial.d_network": ("",) + tuple(PRESET_WIDTHS),
            "adversarial.d_output": D_OUTPUTS, "adversarial.gan_loss": ("bce", "lsgan")}
 # A (width, height) pair of positive integers.

@@ -9,7 +9,8 @@ heatmaps -> keypoints.  Training, evaluation, predict, export and the CLI all us
   ToTensor + Normalize), for training and inference alike.
 * ``generator_variables``: a generator from a weights file (official .pth/.safetensors/
   .npz, or generator.msgpack) or a training workdir's best/latest checkpoint.
-* ``apply_fn`` / ``heatmaps_fn`` / ``predict_fn``: G in eval mode, the flip test
+* ``apply_fn`` / ``heatmaps_fn`` / ``predict_fn``: G in eval mode in config.eval.dtype
+  (float32 by default, whatever dtype it trained in: ``deploy_network``), the flip test
   (config.eval.flip_test), and the peaks (config.eval.decode: the official argmax +
   quarter offset, or DARK), all jnp and jit-able; ``folded=True`` runs the
   BatchNorm-folded variables of ``weights.fold_batch_norm``.
@@ -113,10 +114,31 @@ def _folded_interceptor(next_fun, args, kwargs, context):
     return next_fun(*args, **kwargs)
 
 
+def deploy_dtype(config: ml_collections.ConfigDict) -> str:
+    """config.eval.dtype: the compute dtype of evaluation, export and predict (float32
+    unless asked otherwise), whatever config.model.dtype trained in."""
+    return str(config.get("eval", {}).get("dtype", "float32"))
+
+
+def deploy_network(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """G's network config as it is deployed: config.model computing in ``deploy_dtype``."""
+    cfg = ml_collections.ConfigDict(config.model.to_dict())
+    cfg.dtype = deploy_dtype(config)
+    return cfg
+
+
+def export_metadata(config: ml_collections.ConfigDict) -> dict[str, str]:
+    """What every exported file records about itself: ``dtype`` (it computes in:
+    ``deploy_dtype``), ``trained_dtype`` (config.model.dtype) and ``network``."""
+    return {"dtype": deploy_dtype(config), "trained_dtype": str(config.model.dtype),
+            "network": str(config.model.name)}
+
+
 def apply_fn(config: ml_collections.ConfigDict, folded: bool = False) -> Callable:
     """``apply(variables, x float32 (B,H,W,3) normalised) -> heatmaps (B,h,w,J)``: G in eval
-    mode; ``folded``: variables from ``weights.fold_batch_norm``."""
-    generator = models.generator(config.model)
+    mode, computing in config.eval.dtype (``deploy_network``); ``folded``: variables from
+    ``weights.fold_batch_norm``."""
+    generator = models.generator(deploy_network(config))
     if not folded:
         return lambda variables, x: generator.apply(variables, x, train=False)
 

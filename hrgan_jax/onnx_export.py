@@ -13,8 +13,11 @@ between) converts ``inference.crop_outputs_fn`` over the BatchNorm-folded genera
       no flip test, no decoding (plain convolutions, for runtimes and compilers that
       want nothing else; and the one to time against other runtimes' forward pass).
 
-Both are float32 and run in ONNX Runtime (``session_fn``); the caller maps crop
-pixels back to the image with the affine it cropped with.  jax2onnx is optional
+Both compute in config.eval.dtype (float32 by default, whatever config.model.dtype
+trained in), say so in their metadata_props (``inference.export_metadata``), and are run once in ONNX
+Runtime before they are written: a file ONNX Runtime cannot run (bfloat16 convolutions
+have no CPU kernel) is an error, never a silent file.  ``session_fn`` runs them; the
+caller maps crop pixels back to the image with the affine it cropped with.  jax2onnx is optional
 (``pip install '.[onnx]'`` and ``pip install --no-deps jax2onnx``): export skips the ONNX files without it.
 """
 from __future__ import annotations
@@ -29,6 +32,10 @@ from hrgan_jax import inference
 
 FULL_NAME = "generator.onnx"
 HEATMAPS_NAME = "generator_heatmaps.onnx"
+
+
+class ExportError(RuntimeError):
+    """An exported file that its runtime cannot run; nothing was written."""
 
 
 def available() -> str | None:
@@ -63,11 +70,41 @@ def write(config: ml_collections.ConfigDict, variables: Any, path: str,
                                 jnp.uint8)
     model = to_onnx(fn, [spec], return_mode="proto", model_name="hrgan_generator",
                     input_names=["images"], output_names=outputs)
+    import onnx
+    onnx.helper.set_model_props(model, inference.export_metadata(config))
     tmp = path + ".tmp"
     with open(tmp, "wb") as f:
         f.write(model.SerializeToString())
+    try:
+        _check_runs(tmp, config, path)
+    except BaseException:
+        os.remove(tmp)
+        raise
     os.replace(tmp, path)
     return path
+
+
+def _check_runs(tmp: str, config: ml_collections.ConfigDict, path: str) -> None:
+    """Runs the file at ``tmp`` on one black crop in ONNX Runtime; ExportError naming
+    ``path`` if it does not load or run.  Without ONNX Runtime, says it is unchecked."""
+    import numpy as np
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        print(f"{path}: not checked (ONNX Runtime is not installed here)")
+        return
+    width, height = (int(v) for v in config.data.image_size)
+    try:
+        out = session_fn(tmp, threads=1)(np.zeros((1, height, width, 3), np.uint8))
+    except Exception as e:  # noqa: BLE001 - onnxruntime raises its own exception types
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ExportError(
+            f"{path}: ONNX Runtime cannot run the exported model, so it was not written "
+            f"(config.eval.dtype={inference.deploy_dtype(config)}: {reason[:300]}); export in "
+            f"float32 (--config.eval.dtype=float32)") from None
+    if not all(np.all(np.isfinite(v)) for v in out.values()):
+        raise ExportError(f"{path}: ONNX Runtime's outputs on a black crop are not finite; "
+                          f"not written")
 
 
 def session_fn(path: str, threads: int = 0):

@@ -14,7 +14,9 @@ The batch size is free; the model carries programs for CPU and CUDA GPUs.  It is
 ``inference.crop_outputs_fn`` over the BatchNorm-folded generator: keypoints are the
 configured decoding (config.eval.decode; the official one by default) mapped from
 heatmap to crop pixels; the caller maps crop pixels back to the image with the affine
-it cropped with.
+it cropped with.  It computes in config.eval.dtype (float32 by default) and carries
+``metadata``, a JSON string variable: {"dtype", "trained_dtype", "network"}
+(``inference.export_metadata``).
 """
 from __future__ import annotations
 
@@ -46,8 +48,12 @@ def write(config: ml_collections.ConfigDict, variables: Any, out_dir: str,
                                native_serialization_platforms=("cpu", "cuda"))
     signature = tf.TensorSpec([None, height, width, 3], tf.uint8, name="images")
     serve = tf.function(converted, input_signature=[signature], autograph=False)
+    import json
+
     module = tf.Module()
     module.serve = serve
+    module.metadata = tf.Variable(json.dumps(inference.export_metadata(config), sort_keys=True),
+                                  trainable=False, name="metadata")
     tmp = out_dir.rstrip("/") + ".tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     tf.saved_model.save(module, tmp, signatures={"serving_default": serve})

@@ -395,15 +395,17 @@ def _load_torch(path: str) -> Mapping[str, Any]:
     return obj
 
 
-def save_file(state_dict: Mapping[str, np.ndarray], path: str | os.PathLike) -> None:
-    """Writes a state_dict as ``.safetensors``, ``.npz`` or ``.pth`` (torch needed), atomically."""
+def save_file(state_dict: Mapping[str, np.ndarray], path: str | os.PathLike,
+              metadata: Mapping[str, str] | None = None) -> None:
+    """Writes a state_dict as ``.safetensors``, ``.npz`` or ``.pth`` (torch needed), atomically.
+    ``metadata``: string pairs for a .safetensors header (the other formats have none)."""
     path = os.fspath(path)
     tmp = path + ".tmp"
     arrays = {k: np.ascontiguousarray(v) for k, v in state_dict.items()}
     name = path.lower()
     if name.endswith(".safetensors"):
         from safetensors.numpy import save_file as st_save
-        st_save(arrays, tmp)
+        st_save(arrays, tmp, metadata=dict(metadata) if metadata else None)
     elif name.endswith(".npz"):
         with open(tmp, "wb") as f:
             np.savez(f, **arrays)

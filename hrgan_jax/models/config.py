@@ -21,6 +21,15 @@ OFFICIAL_STAGE1 = dict(num_modules=1, num_branches=1, block="BOTTLENECK", num_bl
                        num_channels=(64,), fuse_method="SUM")
 BLOCKS = ("BASIC", "BOTTLENECK")
 DTYPES = ("float32", "bfloat16", "float16")
+# The mixed-precision policy under a bfloat16/float16 ``dtype``: the parts of the networks
+# that compute in float32 anyway (parameters, BatchNorm statistics and normalisation,
+# losses and optimiser states are float32 always).  "head": G's and D's final conv computes
+# and returns float32; "d_input": D reads its input (image and heatmaps) in float32 (its
+# first convolutions); "stem": G's conv1/bn1/conv2/bn2; "sums": the residual and
+# fuse-layer sums and the BatchNorms feeding them.  The default keeps only what
+# benchmarks/NOTES.md ("Mixed precision") measured to pay.
+FLOAT32_PARTS = ("head", "d_input", "stem", "sums")
+DEFAULT_FLOAT32 = ("head", "d_input")
 # G's convolution init: "official" is init_weights of pose_hrnet.py, N(0, 0.001);
 # "he" is He-normal (fan_out, gain sqrt(2), torchvision ResNet's), an option for
 # training from scratch in few steps (the synthetic demo).
@@ -87,6 +96,7 @@ def hrnet_config(name: str = "w32", num_joints: int = 17, *, final_conv_kernel: 
     cfg.stage2, cfg.stage3, cfg.stage4 = stages
     cfg.pretrained_layers = IMAGENET_LAYERS
     cfg.dtype = dtype
+    cfg.float32 = DEFAULT_FLOAT32
     cfg.kernel_init = "official"
     # Train-mode BatchNorm statistics over groups of this many images (0: the whole,
     # synchronised batch); see hrnet.Norm.  The public code's DataParallel: per GPU.
@@ -135,6 +145,7 @@ def config_from_official(extra: Mapping[str, Any], num_joints: int, *,
         cfg[stage] = ml_collections.ConfigDict(d)
     cfg.pretrained_layers = tuple(extra.get("PRETRAINED_LAYERS", IMAGENET_LAYERS))
     cfg.dtype = dtype
+    cfg.float32 = DEFAULT_FLOAT32
     cfg.bn_group = 0
     validate(cfg)
     return cfg
@@ -153,7 +164,8 @@ class NetSpec:
     """The hashable, validated form of a network config that the modules take.
 
     stages: stage2..stage4; stage1: layer1 (one branch, one module); bn_group: images
-    per train-mode BatchNorm statistics group, 0 for the whole batch (hrnet.Norm)."""
+    per train-mode BatchNorm statistics group, 0 for the whole batch (hrnet.Norm);
+    float32: the parts that compute in float32 under a lower ``dtype`` (FLOAT32_PARTS)."""
     stages: tuple[StageSpec, ...]
     num_joints: int
     final_conv_kernel: int
@@ -162,6 +174,12 @@ class NetSpec:
     kernel_init: str = "official"
     bn_group: int = 0
     d_output: str = "reconstruct"  # the discriminator's head (D_OUTPUTS); G ignores it
+    float32: tuple[str, ...] = DEFAULT_FLOAT32
+
+    def part_dtype(self, part: str) -> str:
+        """The dtype ``part`` (one of FLOAT32_PARTS) computes in: float32 when the policy
+        keeps it there, else the compute dtype."""
+        return "float32" if part in self.float32 else self.dtype
 
 
 def validate(cfg: ml_collections.ConfigDict) -> NetSpec:
@@ -181,6 +199,9 @@ def validate(cfg: ml_collections.ConfigDict) -> NetSpec:
     if not isinstance(bn_group, int) or isinstance(bn_group, bool) or bn_group < 0:
         fail("bn_group", f"must be an int >= 0 (images per BatchNorm statistics group; 0: the "
                          f"whole batch), got {bn_group!r}")
+    float32 = cfg.get("float32", DEFAULT_FLOAT32)
+    if isinstance(float32, str) or not all(p in FLOAT32_PARTS for p in float32):
+        fail("float32", f"must be a tuple of parts from {FLOAT32_PARTS}, got {float32!r}")
     stages = []
     prev_branches = 1
     stage1 = None
@@ -220,4 +241,4 @@ def validate(cfg: ml_collections.ConfigDict) -> NetSpec:
     if d_output not in D_OUTPUTS:
         fail("d_output", f"must be one of {D_OUTPUTS}, got {d_output!r}")
     return NetSpec(tuple(stages), cfg.num_joints, cfg.final_conv_kernel, cfg.dtype, stage1,
-                   cfg.get("kernel_init", "official"), bn_group, d_output)
+                   cfg.get("kernel_init", "official"), bn_group, d_output, tuple(float32))

@@ -74,14 +74,17 @@ class HRDiscriminator(nn.Module):
             raise ValueError(f"discriminator input has {inputs.shape[-1]} channels; expected "
                              f"3 + num_joints = {3 + j} (use discriminator_input)")
         dtype = jnp.dtype(self.spec.dtype)
-        x = high_resolution_trunk(inputs.astype(dtype), self.spec, train, dtype,
-                                  torch_default_kernel_init, Norm(self.spec.bn_group, passes))
+        in_dtype = jnp.dtype(self.spec.part_dtype("d_input"))
+        x = high_resolution_trunk(inputs.astype(in_dtype), self.spec, train, dtype,
+                                  torch_default_kernel_init, Norm(self.spec.bn_group, passes),
+                                  in_dtype=in_dtype)
         fan_in = x.shape[-1]
         if self.spec.d_output == "image":
             pooled = jnp.mean(x.astype(jnp.float32), axis=(1, 2))
             return nn.Dense(1, name="classifier", kernel_init=torch_default_kernel_init,
                             bias_init=torch_default_bias_init(fan_in))(pooled)
-        x = conv(j, 1, 1, "final_layer", dtype, torch_default_kernel_init, use_bias=True,
+        x = conv(j, 1, 1, "final_layer", jnp.dtype(self.spec.part_dtype("head")),
+                 torch_default_kernel_init, use_bias=True,
                  bias_init=torch_default_bias_init(fan_in))(x)
         if self.spec.d_output == "joint":
             return jnp.mean(x.astype(jnp.float32), axis=(1, 2))

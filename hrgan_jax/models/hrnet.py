@@ -6,7 +6,8 @@ Flax variable path joined with dots *is* the official state_dict key, up to the 
 name (``kernel`` <-> ``weight``, ``scale`` <-> ``weight``, ``mean`` <-> ``running_mean``).
 
 Parameters and BatchNorm statistics are float32; ``NetSpec.dtype`` sets the dtype of
-the convolutions (bfloat16 for speed).  Normalisation always runs in float32.
+the convolutions (bfloat16 for speed).  Normalisation always runs in float32, and so do
+the parts ``NetSpec.float32`` names (the mixed-precision policy, models/config.py).
 """
 from __future__ import annotations
 
@@ -184,44 +185,56 @@ def conv(features: int, kernel: int, stride: int, name: str, dtype: Any,
 
 
 class BasicBlock(nn.Module):
+    """sum_dtype: the dtype of the BatchNorms before the residual sum, and so of the sum;
+    in_dtype: the dtype of the convolutions that read the block's input (None: dtype)."""
     planes: int
     stride: int = 1
     downsample: bool = False
     dtype: Any = jnp.float32
     kernel_init: Initializer = hrnet_kernel_init
     norm: Norm = GLOBAL
+    sum_dtype: Any = None
+    in_dtype: Any = None
     expansion = 1
 
     @nn.compact
     def __call__(self, x, train):
         c = dict(dtype=self.dtype, kernel_init=self.kernel_init)
+        c_in = dict(c, dtype=self.in_dtype or self.dtype)
         bn = lambda name: BatchNorm(self.dtype, self.norm, name=name)  # noqa: E731
-        y = nn.relu(bn("bn1")(conv(self.planes, 3, self.stride, "conv1", **c)(x), train))
-        y = bn("bn2")(conv(self.planes, 3, 1, "conv2", **c)(y), train)
+        bn_sum = lambda name: BatchNorm(self.sum_dtype or self.dtype, self.norm, name=name)  # noqa: E731
+        y = nn.relu(bn("bn1")(conv(self.planes, 3, self.stride, "conv1", **c_in)(x), train))
+        y = bn_sum("bn2")(conv(self.planes, 3, 1, "conv2", **c)(y), train)
         if self.downsample:
-            x = bn("downsample.1")(conv(self.planes, 1, self.stride, "downsample.0", **c)(x), train)
+            x = bn_sum("downsample.1")(conv(self.planes, 1, self.stride, "downsample.0", **c_in)(x),
+                                       train)
         return nn.relu(y + x)
 
 
 class Bottleneck(nn.Module):
+    """sum_dtype, in_dtype: as BasicBlock's."""
     planes: int
     stride: int = 1
     downsample: bool = False
     dtype: Any = jnp.float32
     kernel_init: Initializer = hrnet_kernel_init
     norm: Norm = GLOBAL
+    sum_dtype: Any = None
+    in_dtype: Any = None
     expansion = 4
 
     @nn.compact
     def __call__(self, x, train):
         c = dict(dtype=self.dtype, kernel_init=self.kernel_init)
+        c_in = dict(c, dtype=self.in_dtype or self.dtype)
         bn = lambda name: BatchNorm(self.dtype, self.norm, name=name)  # noqa: E731
+        bn_sum = lambda name: BatchNorm(self.sum_dtype or self.dtype, self.norm, name=name)  # noqa: E731
         out = self.planes * self.expansion
-        y = nn.relu(bn("bn1")(conv(self.planes, 1, 1, "conv1", **c)(x), train))
+        y = nn.relu(bn("bn1")(conv(self.planes, 1, 1, "conv1", **c_in)(x), train))
         y = nn.relu(bn("bn2")(conv(self.planes, 3, self.stride, "conv2", **c)(y), train))
-        y = bn("bn3")(conv(out, 1, 1, "conv3", **c)(y), train)
+        y = bn_sum("bn3")(conv(out, 1, 1, "conv3", **c)(y), train)
         if self.downsample:
-            x = bn("downsample.1")(conv(out, 1, self.stride, "downsample.0", **c)(x), train)
+            x = bn_sum("downsample.1")(conv(out, 1, self.stride, "downsample.0", **c_in)(x), train)
         return nn.relu(y + x)
 
 
@@ -250,11 +263,13 @@ class HighResolutionModule(nn.Module):
     dtype: Any = jnp.float32
     kernel_init: Initializer = hrnet_kernel_init
     norm: Norm = GLOBAL
+    sum_dtype: Any = None  # the BatchNorms before every sum, and the sums (None: dtype)
 
     @nn.compact
     def __call__(self, xs: Sequence[jax.Array], train: bool) -> list[jax.Array]:
         block = BLOCKS[self.block]
-        kw = dict(dtype=self.dtype, kernel_init=self.kernel_init, norm=self.norm)
+        kw = dict(dtype=self.dtype, kernel_init=self.kernel_init, norm=self.norm,
+                  sum_dtype=self.sum_dtype)
         n = len(self.num_channels)
         out_ch = [c * block.expansion for c in self.num_channels]
         xs = list(xs)
@@ -266,8 +281,9 @@ class HighResolutionModule(nn.Module):
         if n == 1:
             return xs
 
-        def bn(name):
-            return BatchNorm(self.dtype, self.norm, name=name)
+        def bn(name, last=True):
+            return BatchNorm((self.sum_dtype or self.dtype) if last else self.dtype, self.norm,
+                             name=name)
 
         ckw = dict(dtype=self.dtype, kernel_init=self.kernel_init)
         fused = []
@@ -283,7 +299,7 @@ class HighResolutionModule(nn.Module):
                     for k in range(i - j):
                         last = k == i - j - 1
                         z = conv(out_ch[i] if last else out_ch[j], 3, 2, f"{pre}.{k}.0", **ckw)(z)
-                        z = bn(f"{pre}.{k}.1")(z, train)
+                        z = bn(f"{pre}.{k}.1", last)(z, train)
                         if not last:
                             z = nn.relu(z)
                 y = z if y is None else y + z
@@ -321,17 +337,20 @@ def transition(xs: Sequence[jax.Array], pre: Sequence[int], cur: Sequence[int], 
 
 
 def high_resolution_trunk(x: jax.Array, spec: NetSpec, train: bool, dtype: Any,
-                          kernel_init: Initializer, norm: Norm = GLOBAL) -> jax.Array:
+                          kernel_init: Initializer, norm: Norm = GLOBAL,
+                          in_dtype: Any = None) -> jax.Array:
     """layer1 (``spec.stage1``; officially 4 Bottlenecks of 64 planes), then
     transition/stage 2..4; returns the highest-resolution branch.  Shared by generator
     and discriminator; creates its submodules in the calling module's compact scope.
+    in_dtype: the dtype of the convolutions that read ``x`` (None: dtype).
     """
+    sum_dtype = jnp.dtype(spec.part_dtype("sums"))
     kw = dict(dtype=dtype, kernel_init=kernel_init, norm=norm)
     block, planes = BLOCKS[spec.stage1.block], spec.stage1.num_channels[0]
     width = planes * block.expansion
     for k in range(spec.stage1.num_blocks[0]):
-        x = block(planes, downsample=(k == 0 and x.shape[-1] != width),
-                  name=f"layer1.{k}", **kw)(x, train)
+        x = block(planes, downsample=(k == 0 and x.shape[-1] != width), sum_dtype=sum_dtype,
+                  in_dtype=in_dtype if k == 0 else None, name=f"layer1.{k}", **kw)(x, train)
     xs, channels = [x], (width,)
     for s, stage in enumerate(spec.stages, start=2):
         expansion = BLOCKS[stage.block].expansion
@@ -342,7 +361,7 @@ def high_resolution_trunk(x: jax.Array, spec: NetSpec, train: bool, dtype: Any,
             last = s == len(spec.stages) + 1 and m == stage.num_modules - 1
             xs = HighResolutionModule(stage.block, stage.num_blocks, channels, stage.num_channels,
                                       multi_scale_output=not last, name=f"stage{s}.{m}",
-                                      **kw)(xs, train)
+                                      sum_dtype=sum_dtype, **kw)(xs, train)
     return xs[0]
 
 
@@ -353,13 +372,15 @@ class PoseHighResolutionNet(nn.Module):
     @nn.compact
     def __call__(self, images: jax.Array, train: bool = False) -> jax.Array:
         dtype = jnp.dtype(self.spec.dtype)
-        kw = dict(dtype=dtype, kernel_init=KERNEL_INITS[self.spec.kernel_init])
+        init = KERNEL_INITS[self.spec.kernel_init]
         norm = Norm(self.spec.bn_group)
-        x = images.astype(dtype)
-        x = nn.relu(BatchNorm(dtype, norm, name="bn1")(conv(64, 3, 2, "conv1", **kw)(x), train))
-        x = nn.relu(BatchNorm(dtype, norm, name="bn2")(conv(64, 3, 2, "conv2", **kw)(x), train))
-        x = high_resolution_trunk(x, self.spec, train, norm=norm, **kw)
+        stem = jnp.dtype(self.spec.part_dtype("stem"))
+        x = images.astype(stem)
+        for i in (1, 2):
+            x = conv(64, 3, 2, f"conv{i}", stem, init)(x)
+            x = nn.relu(BatchNorm(stem, norm, name=f"bn{i}")(x, train))
+        x = high_resolution_trunk(x, self.spec, train, dtype, init, norm)
         # The head keeps N(0, 0.001) under either init: heatmaps start near zero.
         x = conv(self.spec.num_joints, self.spec.final_conv_kernel, 1, "final_layer",
-                 use_bias=True, dtype=dtype, kernel_init=hrnet_kernel_init)(x)
+                 jnp.dtype(self.spec.part_dtype("head")), hrnet_kernel_init, use_bias=True)(x)
         return x.astype(jnp.float32)
