@@ -5,6 +5,10 @@ HRNet-only step (the baseline), one table.
     python benchmarks/train_step.py --batch 64 --dtype bfloat16 --iters 20   # on a GPU
     python benchmarks/train_step.py --preset tiny --height 64 --width 64 --steps gan,hrnet
     python benchmarks/train_step.py --preset small --d-network micro --batch 16 --height 128 --width 96   # the demo's
+    python benchmarks/train_step.py --dtype float32,bfloat16:none,bfloat16,bfloat16:head+d_input+stem+sums
+
+A --dtype entry is model.dtype, optionally ':' and the mixed-precision policy under it
+(model.float32: parts joined by '+', or 'none'; no ':' keeps the config's default).
 
 Synthetic batches (uint8 images, random joints), so no dataset is needed.  The step is
 the trainer's: jitted over a mesh of every device with the batch split on it and the
@@ -52,7 +56,9 @@ def make_config(preset: str, dtype: str, height: int, width: int, batch: int, ad
                 d_network: str = ""):
     from configs.default import get_config
     config = get_config(preset)
-    config.model.dtype = dtype
+    config.model.dtype, colon, parts = dtype.partition(":")
+    if colon:  # model.float32 from the entry: 'none' or parts joined by '+'
+        config.model.float32 = () if parts == "none" else tuple(parts.split("+"))
     config.data.image_size = (width, height)
     config.data.heatmap_size = (width // 4, height // 4)
     config.train.batch_size = batch
@@ -108,7 +114,7 @@ def bench(preset: str, dtype: str, per_device: int, height: int, width: int, adv
     peak, peak_kind = peak_memory()
     # cost_analysis is of the per-device program: scale by the devices to get the step's FLOPs.
     step_flops = flops * mesh.devices.size
-    peak_flops = _peak(device, dtype)
+    peak_flops = _peak(device, config.model.dtype)
     mfu = (step_flops / median / (peak_flops * mesh.devices.size)) if peak_flops and flops else None
     return dict(step="hrgan" if adversarial else "hrnet", dtype=dtype, batch=global_batch,
                 ms=median * 1e3, ips=global_batch / median, gflop_per_image=step_flops / global_batch / 1e9,
@@ -123,7 +129,7 @@ def main(argv=None) -> None:
     p.add_argument("--d-network", default="", help="D's preset (config.adversarial.d_network; "
                    "default: the same as --preset)")
     p.add_argument("--batch", type=int, default=8, help="images per device (default 8)")
-    p.add_argument("--dtype", default="float32", help="compute dtype(s), comma-separated: float32, bfloat16")
+    p.add_argument("--dtype", default="float32", help="compute dtype(s), comma-separated: float32, bfloat16, bfloat16:POLICY (see above)")
     p.add_argument("--steps", default="hrgan,hrnet", help="which steps: hrgan, hrnet (default both)")
     p.add_argument("--height", type=int, default=256)
     p.add_argument("--width", type=int, default=192)
@@ -132,10 +138,11 @@ def main(argv=None) -> None:
     args = p.parse_args(argv)
 
     print(device_line())
+    width = max(9, *(len(d.strip()) for d in args.dtype.split(",")))
     d = f" (D: {args.d_network})" if args.d_network else ""
     print(f"HRNet-{args.preset.upper()}{d} train step, {args.height}x{args.width}, "
           f"{args.batch} per device, median of {args.iters}")
-    header = (f"{'step':<6} {'dtype':<9} {'batch':>5} {'ms/step':>9} {'images/s':>9} "
+    header = (f"{'step':<6} {'dtype':<{width}} {'batch':>5} {'ms/step':>9} {'images/s':>9} "
               f"{'GFLOP/img':>9} {'GB/img':>7} {'MFU':>6} {'program mem':>12} {'per image':>10}  peak mem")
     print(header)
     print("-" * len(header))
@@ -144,7 +151,7 @@ def main(argv=None) -> None:
             r = bench(args.preset, dtype.strip(), args.batch, args.height, args.width,
                       which.strip() == "hrgan", args.iters, args.warmup, args.d_network)
             mfu = "-" if r["mfu"] is None else f"{100 * r['mfu']:.1f}%"
-            print(f"{r['step']:<6} {r['dtype']:<9} {r['batch']:>5} {r['ms']:>9.1f} {r['ips']:>9.1f} "
+            print(f"{r['step']:<6} {r['dtype']:<{width}} {r['batch']:>5} {r['ms']:>9.1f} {r['ips']:>9.1f} "
                   f"{r['gflop_per_image']:>9.2f} {r['gb_per_image']:>7.3f} {mfu:>6} {_mib(r['program']):>12} "
                   f"{_mib(r['program_per_image']):>10}  {_mib(r['peak'])} ({r['peak_kind']})"
                   + ("" if r["finite"] else "  NON-FINITE"), flush=True)
