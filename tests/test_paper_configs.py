@@ -1,8 +1,10 @@
 """The paper configs' own path, as a user runs it: configs/coco_w32_256x192.py and
 configs/mpii_w32_256x256.py with only sizes, steps and batch overridden (so their
-bfloat16 training, BatchNorm groups and every other default stay), through launch.py:
-train (which evaluates), export, the ONNX files in ONNX Runtime in a fresh interpreter,
-and evaluate / predict with --weights=generator.onnx."""
+bfloat16 training, BatchNorm groups and every other default stay), through launch.py's
+command line (training in a one-device interpreter, the rest in this process, as
+tests/test_launch.py runs it): train (which
+evaluates), export, the ONNX files in ONNX Runtime in a fresh interpreter with nothing
+else, and evaluate / predict with --weights=generator.onnx."""
 import json
 import math
 import pathlib
@@ -12,6 +14,7 @@ import sys
 import pytest
 
 from conftest import subprocess_env
+from test_launch import launch_here
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
@@ -33,18 +36,21 @@ assert "jax" not in sys.modules
 """
 
 
-def launch(*args):
-    r = subprocess.run([sys.executable, "launch.py", *args], cwd=ROOT, capture_output=True,
-                       text=True, timeout=900, env=subprocess_env(1))
-    assert r.returncode == 0, (args[0], r.stderr[-3000:])
-    return r.stdout
-
-
-@pytest.mark.slow  # four launch.py interpreters per config, each compiling
+@pytest.mark.slow  # trains, evaluates and exports: compiles G and D per config
 @pytest.mark.parametrize("config_file,dataset,batch", [
     ("configs/coco_w32_256x192.py", "coco", 16), ("configs/mpii_w32_256x256.py", "mpii", 8)])
 def test_paper_config_path_trains_in_bfloat16_and_exports_float32(config_file, dataset, batch,
-                                                                     tmp_path):
+                                                                     tmp_path, monkeypatch):
+    def launch(*args):
+        if args[0] == "--mode=train":  # one device (this process has 8): the batch is one
+            r = subprocess.run([sys.executable, "launch.py", *args], cwd=ROOT,  # BN group
+                               capture_output=True, text=True, timeout=900, env=subprocess_env(1))
+            status, out, err = r.returncode, r.stdout, r.stderr
+        else:
+            status, out, err = launch_here(monkeypatch, *args)
+        assert status == 0, (args[0], err[-3000:])
+        return out
+
     from data_pipeline.synthetic import writers
     from hrgan_jax import onnx_export
     root = tmp_path / dataset
