@@ -53,7 +53,7 @@ test-fast: $(TEST_STAMP)
 # (keypoints.pose.json and the validation images with skeletons drawn).  A rerun reuses
 # the dataset and resumes (or skips) the training; `make clean` starts over.
 DEMO := demo_out
-DEMO_CFG := --config=configs/synthetic.py
+DEMO_CFG := --config=synthetic
 DEMO_DATA := $(DEMO)/data/coco
 DEMO_RUN := $(DEMO)/run
 

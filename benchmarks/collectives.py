@@ -37,7 +37,7 @@ def main(argv=None) -> None:
     p.add_argument("--per-device", type=int, default=4)
     p.add_argument("--preset", default="tiny")
     args = p.parse_args(argv)
-    from configs.default import get_config
+    from hrgan_jax.configs.default import get_config
     config = get_config(args.preset)
     config.data.image_size, config.data.heatmap_size = (96, 128), (24, 32)
     config.model.bn_group = args.bn_group

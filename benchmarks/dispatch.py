@@ -24,7 +24,7 @@ import jax.numpy as jnp  # noqa: E402
 
 
 def _state(preset: str):
-    from configs.default import get_config
+    from hrgan_jax.configs.default import get_config
     from hrgan_jax import state as state_lib
     config = get_config(preset)
     g_tx, d_tx, _, _ = state_lib.optimizers(config, steps_per_epoch=1000)

@@ -143,7 +143,7 @@ def row_peak(smoke: bool) -> dict:
 
 
 def _config(preset, dtype, size, global_batch, adversarial, bn_group):
-    from configs.default import get_config
+    from hrgan_jax.configs.default import get_config
     config = get_config(preset)
     config.model.dtype = dtype
     config.model.bn_group = bn_group

@@ -27,7 +27,7 @@ FLAGS = flags.FLAGS
 
 
 def main(_):
-    from configs.default import get_config
+    from hrgan_jax.configs.default import get_config
     from data_pipeline import pipeline
     root = FLAGS.root
     if not root:

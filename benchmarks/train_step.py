@@ -54,7 +54,7 @@ def _peak(device, dtype: str) -> float | None:
 
 def make_config(preset: str, dtype: str, height: int, width: int, batch: int, adversarial: bool,
                 d_network: str = ""):
-    from configs.default import get_config
+    from hrgan_jax.configs.default import get_config
     config = get_config(preset)
     config.model.dtype, colon, parts = dtype.partition(":")
     if colon:  # model.float32 from the entry: 'none' or parts joined by '+'

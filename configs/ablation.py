@@ -27,7 +27,7 @@ changes:
 MPII layout (PCKh@0.5, as the paper's table), cluttered scenes (textured backgrounds,
 occluders, overlapping people, every facing), the 'small' preset at 96x96.
 """
-from configs import synthetic
+from hrgan_jax.configs import synthetic
 
 VARIANTS = ("hrnet", "hrgan", "no_equilibrium", "tw_in_d", "strong", "act", "gan_image",
             "gan_joint", "gan_image_strong", "gan_joint_strong")

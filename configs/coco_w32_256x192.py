@@ -11,7 +11,7 @@ Variants after ':':
   hrnet  the baseline, HRNet alone: adversarial term off, Adam 1e-3, x0.1 at 170 and 200,
          210 epochs, batch 32 per GPU x 4.
 """
-from configs import default
+from hrgan_jax.configs import default
 
 
 def get_config(variant: str = "hrgan"):

@@ -5,7 +5,7 @@
 
 Variants after ':' as in coco_w32_256x192.py: hrgan (default), paper, hrnet.
 """
-from configs import default
+from hrgan_jax.configs import default
 
 
 def get_config(variant: str = "hrgan"):

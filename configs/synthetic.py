@@ -15,7 +15,7 @@ the evaluation, float32.  It reached AP 0.674 at 1300 steps; with D as large as 
 1000 steps reached 0.651 in twice the time per step.  The runs behind each choice:
 benchmarks/NOTES.md, "The demo config".
 """
-from configs import default
+from hrgan_jax.configs import default
 
 
 def get_config(preset: str = "small"):

@@ -1,4 +1,4 @@
-"""The work behind launch.py's modes other than train (which is trainer.train_and_evaluate)."""
+"""The work behind the command line's modes other than train (which is trainer.train_and_evaluate)."""
 from __future__ import annotations
 
 import os

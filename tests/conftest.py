@@ -88,7 +88,7 @@ def train_coco_root(tmp_path_factory):
 
 def small_config(size=(64, 64)):
     """The default config with the small network on size (w, h) inputs, eval batch 4."""
-    from configs.default import get_config
+    from hrgan_jax.configs.default import get_config
     config = get_config("small")
     config.data.image_size = size
     config.data.heatmap_size = (size[0] // 4, size[1] // 4)
@@ -99,7 +99,7 @@ def small_config(size=(64, 64)):
 def train_config(preset: str = "micro", **overrides):
     """The default config with the micro network on 64x64 inputs, global batch 8: a GAN
     step that compiles in seconds, for tests of the training machinery."""
-    from configs.default import get_config
+    from hrgan_jax.configs.default import get_config
     config = get_config(preset)
     config.data.image_size = (64, 64)
     config.data.heatmap_size = (16, 16)

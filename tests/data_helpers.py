@@ -75,7 +75,7 @@ def write_mpii(root, split="train", num_people=6, size=(64, 64), seed=0):
 
 
 def coco_cfg(root, **overrides):
-    from configs.default import get_config
+    from hrgan_jax.configs.default import get_config
     cfg = get_config().data
     cfg.root = str(root)
     cfg.num_parallel_calls = 2

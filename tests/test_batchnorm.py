@@ -116,7 +116,7 @@ def test_bn_group_config_field():
     cfg.bn_group = -2
     with pytest.raises(ValueError, match="model config field bn_group"):
         models.generator(cfg)
-    from configs import coco_w32_256x192, mpii_w32_256x256
+    from hrgan_jax.configs import coco_w32_256x192, mpii_w32_256x256
     coco, mpii = coco_w32_256x192.get_config(), mpii_w32_256x256.get_config()
     assert (coco.model.bn_group, mpii.model.bn_group) == (16, 8)  # the public code's per-GPU batch
     assert coco.model.dtype == mpii.model.dtype == "bfloat16"

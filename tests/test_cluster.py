@@ -83,6 +83,6 @@ def test_prefetch_to_mesh_keeps_order_and_reads_ahead_by_size():
 def test_tf_data_leaves_the_launching_thread_a_core():
     import os
     pipeline = pytest.importorskip("data_pipeline.pipeline")
-    from configs.default import get_config
+    from hrgan_jax.configs.default import get_config
     opts = pipeline._options(get_config("tiny").data)
     assert opts.threading.private_threadpool_size == max(1, len(os.sched_getaffinity(0)) - 1)

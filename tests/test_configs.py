@@ -1,7 +1,7 @@
 """Every config file loads, with each of its variants, into values the code accepts."""
 import pytest
 
-from configs import ablation, coco_w32_256x192, default, mpii_w32_256x256, synthetic
+from hrgan_jax.configs import ablation, coco_w32_256x192, default, mpii_w32_256x256, synthetic
 from hrgan_jax import config_checks
 
 CASES = ([(default, p) for p in ("w32", "w48", "small", "tiny", "micro")]

@@ -93,7 +93,7 @@ def test_a_coco_annotation_file_gives_the_set_of_its_category(tmp_path):
 
 
 def test_the_config_check_names_the_joint_count_and_the_fix(tmp_path):
-    from configs.default import get_config
+    from hrgan_jax.configs.default import get_config
     from hrgan_jax import config_checks
     config = get_config("micro")
     config_checks.check(config)

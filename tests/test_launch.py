@@ -1,9 +1,10 @@
-"""The command line and the benchmark scripts.
+"""The command line (hrgan_jax/main.py: `hrgan-jax`, `python launch.py`), the installed
+package and the benchmark scripts.
 
-launch.py's flag parsing and modes run here, in this process (``launch_here``: the
+The command line's flag parsing and modes run here, in this process (``launch_here``: the
 functions absl's app.run calls, with its exit codes); a few runs in a fresh interpreter
-check what only a real start shows: --help, a run from another directory, and a usage
-error's exit status.
+check what only a real start shows: --help, a run from another directory, a usage
+error's exit status, and the package installed into a fresh venv.
 """
 import contextlib
 import io
@@ -28,8 +29,8 @@ def run(*args, cwd=ROOT):
 
 def launch_here(monkeypatch, *args) -> tuple[int, str, str]:
     """(exit status, stdout, stderr) of ``python launch.py *args``, run in this process:
-    launch's flag parser, then main, as app.run calls them.  Flags are reset after."""
-    import launch
+    the command line's flag parser, then main, as app.run calls them.  Flags are reset after."""
+    from hrgan_jax import main as launch
     argv = ["launch.py", *args]
     monkeypatch.setattr(sys, "argv", argv)  # ml_collections reads the overrides from here
     out, err = io.StringIO(), io.StringIO()
@@ -127,15 +128,98 @@ def test_help_and_a_usage_error_in_a_fresh_interpreter():
            "did you mean 'num_joints'?" in r.stderr
 
 
-def test_the_installed_command_is_launch_py():
-    """pyproject.toml's `hrgan-jax` runs what `python launch.py` runs (`pip install .`
-    in a fresh venv and `hrgan-jax --help` were checked by hand: see the commit)."""
+def test_the_installed_command_is_python_launch_py():
+    """pyproject.toml's `hrgan-jax` runs what `python launch.py` runs, and installs every
+    package of the repository, the configs as hrgan_jax.configs (test_installed_package)."""
     import importlib
     import tomllib
+
     import launch
+    from hrgan_jax import main
+    setuptools = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     module, _, name = project["scripts"]["hrgan-jax"].partition(":")
-    assert getattr(importlib.import_module(module), name) is launch.run
+    assert getattr(importlib.import_module(module), name) is main.run is launch.run
+    packages = {".".join(p.parent.relative_to(ROOT).parts)
+                for top in ("hrgan_jax", "data_pipeline") for p in (ROOT / top).rglob("__init__.py")}
+    assert set(setuptools["packages"]) == packages | {"hrgan_jax.configs"}
+    assert setuptools["package-dir"] == {"hrgan_jax.configs": "configs"}
+    assert "py-modules" not in setuptools
+
+
+def test_a_shipped_config_by_name_and_a_bad_name(tmp_path, monkeypatch):
+    from hrgan_jax import main
+    shipped = main.shipped_configs()
+    assert sorted(shipped) == ["ablation", "coco_w32_256x192", "default", "mpii_w32_256x256",
+                               "synthetic"]
+    assert main.config_file("coco_w32_256x192:paper") == shipped["coco_w32_256x192"] + ":paper"
+    assert main.config_file("configs/default.py:tiny") == "configs/default.py:tiny"  # a path
+    monkeypatch.chdir(tmp_path)  # a name means the same from any directory
+    out = tmp_path / "d.npz"
+    status, stdout, stderr = launch_here(monkeypatch, "--mode=export", "--config=default:tiny",
+                                         "--net=discriminator", f"--out={out}")
+    assert status == 0, stderr
+    assert np.load(out)["final_layer.weight"].shape == (17, 8, 1, 1)
+    for spec in ("synthetc", "configs/default.py"):  # an unknown name; a path not here
+        status, _, stderr = launch_here(monkeypatch, "--mode=check", f"--config={spec}",
+                                        "--weights=x.npz")
+        assert status == 1 and "Traceback" not in stderr, stderr
+        assert (f"--config={spec}: no config file '{spec}' and no shipped config of that name "
+                "(shipped: ablation, coco_w32_256x192, default, mpii_w32_256x256, synthetic)"
+                in stderr.splitlines()[0]), stderr
+
+
+@pytest.mark.slow  # builds and installs the package into a fresh venv: ~30 s
+def test_installed_package(tmp_path):
+    """`pip install` of the repository into a fresh venv, then, from another directory:
+    `hrgan-jax --mode=synth --config=synthetic` works, and `configs` and `launch` are not
+    importable (no generic top-level names in site-packages).  The venv reaches the
+    dependencies through a path to this venv's site-packages, whose .pth files (this
+    venv's own editable install of the repository) it does not run."""
+    import shutil
+    import sysconfig
+    src = tmp_path / "src"  # pip builds in the source tree: a copy of the repository's files
+    tracked = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT,
+                             capture_output=True, text=True, check=True).stdout.split()
+    for name in tracked:
+        if (ROOT / name).is_file() and not name.startswith("tests/"):
+            (src / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, src / name)
+    env = {k: v for k, v in subprocess_env(1).items() if k not in ("PYTHONPATH", "PYTHONHOME")}
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    python = venv / "bin" / "python"
+    wheels = tmp_path / "wheels"
+
+    def pip(*args):
+        r = subprocess.run([sys.executable, "-m", "pip", "-q", "--disable-pip-version-check",
+                            *args], capture_output=True, text=True, env=env, timeout=300)
+        assert r.returncode == 0, r.stderr
+
+    pip("wheel", "--no-deps", "--no-build-isolation", "-w", str(wheels), str(src))
+    pip("--python", str(python), "install", "--no-deps", "--no-index",
+        *map(str, wheels.glob("*.whl")))
+    purelib = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
+                             capture_output=True, text=True, check=True).stdout.strip()
+    assert sorted(p.name for p in pathlib.Path(purelib).iterdir()
+                  if not p.name.endswith(".dist-info")) == ["data_pipeline", "hrgan_jax"]
+    pathlib.Path(purelib, "dependencies.pth").write_text(sysconfig.get_path("purelib") + "\n")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    r = subprocess.run([str(venv / "bin" / "hrgan-jax"), "--mode=synth", "--config=synthetic",
+                        f"--config.data.root={tmp_path / 'data'}", "--config.synth.num_train=2",
+                        "--config.synth.num_val=1", "--config.synth.image_size=(64,48)",
+                        "--config.synth.datasets=('coco',)"],
+                       cwd=elsewhere, capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "data" / "coco" / "annotations" / "person_keypoints_val2017.json").is_file()
+    for module in ("configs", "launch"):
+        r = subprocess.run([str(python), "-c", f"import {module}"], cwd=elsewhere,
+                           capture_output=True, text=True, env=env)
+        assert r.returncode == 1 and f"No module named '{module}'" in r.stderr, r.stderr
+    r = subprocess.run([str(python), "-c", "import hrgan_jax.configs as c; print(c.__file__)"],
+                       cwd=elsewhere, capture_output=True, text=True, env=env)
+    assert r.stdout.strip() == str(pathlib.Path(purelib, "hrgan_jax", "configs", "__init__.py"))
 
 
 def test_bad_command_lines_say_what_is_wrong(tmp_path, monkeypatch):

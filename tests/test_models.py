@@ -214,7 +214,7 @@ def test_config_presets_and_official_yaml():
 
 
 def test_d_is_g_network_unless_the_run_names_another_preset():
-    from configs.default import get_config
+    from hrgan_jax.configs.default import get_config
     config = get_config("tiny")
     config.model.bn_group = 4
     config.model.dtype = "bfloat16"

@@ -260,7 +260,7 @@ def test_workers_give_the_same_dataset(tmp_path):
 
 
 def test_demo_config_is_valid():
-    from configs import synthetic as demo
+    from hrgan_jax.configs import synthetic as demo
     from hrgan_jax import config_checks, models
     config = demo.get_config()
     config_checks.check(config)
