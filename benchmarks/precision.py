@@ -37,9 +37,9 @@ POLICIES = {"none": (), "head": ("head",), "head+d_input": ("head", "d_input"),
 
 def load_config(name: str) -> ml_collections.ConfigDict:
     if name == "demo":
-        from configs import synthetic
+        from hrgan_jax.configs import synthetic
         return synthetic.get_config()
-    from configs import coco_w32_256x192
+    from hrgan_jax.configs import coco_w32_256x192
     return coco_w32_256x192.get_config()
 
 

@@ -33,7 +33,7 @@ def main(argv=None) -> None:
     p.add_argument("--dtype", default="", help="model.dtype (default: the config's)")
     args = p.parse_args(argv)
 
-    from configs import coco_w32_256x192
+    from hrgan_jax.configs import coco_w32_256x192
     config = coco_w32_256x192.get_config("hrgan" if args.steps == "hrgan" else "hrnet")
     config.train.batch_size = args.batch
     config.model.bn_group = min(config.model.bn_group, args.batch)

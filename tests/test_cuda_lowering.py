@@ -8,7 +8,7 @@ from hrgan_jax import parallel, state as state_lib, step as step_lib
 
 
 def _lower_for_cuda(adversarial: bool):
-    from configs import coco_w32_256x192
+    from hrgan_jax.configs import coco_w32_256x192
     config = coco_w32_256x192.get_config("hrgan" if adversarial else "hrnet")
     batch = config.model.bn_group  # one device's batch: one BatchNorm group (16 / 32)
     config.train.batch_size = batch
