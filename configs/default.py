@@ -69,7 +69,7 @@ def get_config(preset: str = "w32") -> ConfigDict:
     config.data.half_body_min_joints = 8  # half-body needs more than this many visible joints
     config.data.use_gt_boxes = False  # evaluation: ground-truth boxes instead of the detections
     config.data.detection_file = ""  # COCO results-format person boxes ('' = the official name under root)
-    config.data.image_threshold = 0.0  # evaluation and predict: minimum detection score
+    config.data.image_threshold = 0.0  # evaluation: minimum detection score (predict: predict.box_threshold)
     config.data.skip_bad_records = False  # True: skip and count bad annotations; False: stop with an error
     config.data.crop_decode = True  # decode only the JPEG region a crop reads (same pixels, faster; damage elsewhere in the file goes unseen)
     config.data.num_parallel_calls = -1  # tf.data decode/augment parallelism (-1 = one per tf.data thread: all cores but one)
@@ -134,6 +134,14 @@ def get_config(preset: str = "w32") -> ConfigDict:
     config.eval.max_images = 0  # when > 0, evaluate on the first this many images only
     config.eval.dtype = "float32"  # deployment precision: evaluation, export (ONNX, SavedModel) and predict compute in this, whatever model.dtype trained in (bfloat16 ONNX files do not run in ONNX Runtime)
     config.eval.draw_threshold = 0.2  # pictures (predict, TensorBoard crops): joints scoring below this are not drawn
+
+    # ---- predict (launch.py --mode=predict) -------------------------------------------
+    config.predict = ConfigDict()
+    # --boxes: people whose detector score is below this are not predicted or drawn.  The
+    # evaluation keeps every box (data.image_threshold 0.0, as the official code: COCO AP
+    # rewards low-score guesses), which on photos draws dozens of false people; detector
+    # demos keep 0.3 (MMPose's --bbox-thr) to 0.9 (the official HRNet demo).
+    config.predict.box_threshold = 0.5
 
     # ---- synthetic dataset (launch.py --mode=synth writes DIR/coco and DIR/mpii, DIR = data.root) ----
     config.synth = ConfigDict()

@@ -143,12 +143,27 @@ def tf_message(error: Exception) -> str:
     return text.splitlines()[0] if text else type(error).__name__
 
 
+def read_image(path: str) -> np.ndarray:
+    """The image file at path as the training and evaluation pipelines decode it: uint8
+    (H, W, 3) RGB by its content (JPEG, PNG, BMP, GIF, WebP; a 16-bit PNG scaled to 8
+    bits as cv2.imread does), refused from its header when larger than augment.MAX_SIDE
+    a side or augment.MAX_PIXELS in all.  A DataError naming the file otherwise."""
+    try:
+        return _decode(path)
+    except _DECODE_ERRORS as e:
+        raise DataError(f"{path}: cannot decode the image: {tf_message(e)}") from None
+
+
+def _decode(path: str) -> np.ndarray:
+    data = tf.io.read_file(path)
+    augment.image_shape(data, tf.constant(path))
+    return augment.decode_image(data).numpy()
+
+
 def _check_decodable(path: str) -> str | None:
     """Why the image at path cannot be read and decoded (None if it can)."""
     try:
-        data = tf.io.read_file(path)
-        augment.image_shape(data, tf.constant(path))
-        augment.decode_image(data)
+        _decode(path)
     except _DECODE_ERRORS as e:
         return tf_message(e)
     return None

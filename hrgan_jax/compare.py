@@ -61,13 +61,16 @@ def variant(config: dict) -> str:
 
 
 def read_run(workdir: str) -> dict:
-    """{name, workdir, seed, dataset, evaluations: {step: results}, history: [rows]}."""
+    """{name (the variant), label (the variant and the workdir's name: a row's name), workdir,
+    seed, dataset, evaluations: {step: results}, history: [rows]}."""
     path = os.path.join(workdir, "config.json")
     if not os.path.isfile(path):
         raise CompareError(f"{workdir}: no config.json, so not a training workdir")
     with open(path) as f:
         config = json.load(f)
-    return {"name": variant(config), "workdir": workdir, "seed": config.get("seed", 0),
+    return {"name": variant(config), "workdir": workdir,
+            "label": f"{variant(config)} ({os.path.basename(os.path.normpath(workdir))})",
+            "seed": config.get("seed", 0),
             "dataset": config.get("data", {}).get("name", "coco"),
             "evaluations": draw.read_evaluations(workdir),
             "history": list(draw.read_metrics(workdir).values())}
@@ -100,18 +103,18 @@ def summary(run: dict) -> dict:
 
 
 def table(runs: list[dict]) -> str:
-    """The markdown table: one row per run."""
+    """The markdown table: one row per run, named by its variant and workdir."""
     dataset = runs[0]["dataset"]
     headline, others, scale = _metric(dataset)
-    header = (["run", "seed", f"best {headline}", "at step", f"final {headline}", "at step"]
-              + [f"final {c}" for c in others]
+    header = (["run", "seed", f"best {headline} %", "at step", f"final {headline} %", "at step"]
+              + [f"final {c} %" for c in others]
               + ["final pose spread", "k_t final", "k_t max", "steps with k_t > 0",
                  "median adv/content grad", "last D acc real/fake"])
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for run in runs:
         s = summary(run)
         final = s["final"]
-        cells = ([run["name"], str(run["seed"]), _fmt(s["best"], scale),
+        cells = ([run.get("label", run["name"]), str(run["seed"]), _fmt(s["best"], scale),
                   str(s["best_step"] if s["best_step"] is not None else "-"),
                   _fmt(final.get(headline), scale),
                   str(s["final_step"] if s["final_step"] is not None else "-")]
@@ -122,16 +125,17 @@ def table(runs: list[dict]) -> str:
                     _fmt(s["ratio_median"], digits=4),
                     "/".join(_fmt(a, digits=2) for a in s["d_acc"]) if s["d_acc"] else "-"])
         lines.append("| " + " | ".join(cells) + " |")
-    unit = "PCKh@0.5, %" if dataset == "mpii" else "COCO OKS AP and AR, %"
-    return "\n".join(lines) + (f"\n\nMetrics: {unit}; pose spread: 1 as varied as the true poses, "
-                               f"0 one pose for all (evaluation.collapse); k_t, the gradient ratio "
+    unit = "PCKh@0.5" if dataset == "mpii" else "COCO OKS AP and AR (the evaluation's fractions x 100)"
+    return "\n".join(lines) + (f"\n\nIn %: {unit}, and the steps with k_t > 0.  Fractions: pose "
+                               f"spread (1 as varied as the true poses, 0 one pose for all: "
+                               f"evaluation.collapse) and D's accuracy.  k_t, the gradient ratio "
                                f"and D's accuracy from metrics.jsonl.\n")
 
 
 def by_variant(runs: list[dict]) -> str:
-    """The markdown table over seeds: one row per variant (runs with the same name), the
-    mean, lowest and highest of the best and of the final headline metric, and the
-    seeds; empty when no variant has more than one run."""
+    """The markdown table over runs: one row per variant (runs with the same name), the
+    mean, lowest and highest of the best and of the final headline metric, and the runs'
+    number and seeds; empty when no variant has more than one run."""
     groups: dict[str, list[dict]] = {}
     for run in runs:
         groups.setdefault(run["name"], []).append(run)
@@ -145,19 +149,32 @@ def by_variant(runs: list[dict]) -> str:
             return "-"
         return f"{np.mean(values):.2f} ({min(values):.2f} to {max(values):.2f})"
 
-    lines = [f"| variant | seeds | best {headline}: mean (range) | final {headline}: mean (range) "
+    lines = [f"| variant | runs | best {headline} %: mean (range) | final {headline} %: mean (range) "
              f"| median adv/content grad | final pose spread: mean (range) |",
              "|---|---|---|---|---|---|"]
     for name, group in groups.items():
         summaries = [summary(r) for r in group]
         ratios = [x["ratio_median"] for x in summaries if x["ratio_median"] is not None]
         lines.append("| " + " | ".join([
-            name, ", ".join(str(r["seed"]) for r in group),
+            name, _runs_and_seeds([r["seed"] for r in group]),
             spread([x["best"] for x in summaries]),
             spread([x["final"].get(headline) for x in summaries]),
             _fmt(float(np.median(ratios)) if ratios else None, digits=4),
             spread([x["pose_spread"] for x in summaries], 1.0)]) + " |")
     return "\n".join(lines) + "\n"
+
+
+def _runs_and_seeds(seeds: list[int]) -> str:
+    """'2, seeds 0 and 1'; runs that share a seed say so ('2, both seed 0'), since they are
+    repeats rather than other seeds."""
+    distinct = sorted(set(seeds))
+    if len(distinct) == len(seeds):
+        return f"{len(seeds)}, seeds " + ", ".join(str(s) for s in distinct[:-1]) + f" and {distinct[-1]}"
+    if len(distinct) == 1:
+        return f"{len(seeds)}, all seed {distinct[0]}"
+    counts = ", ".join(f"{s} (x{seeds.count(s)})" if seeds.count(s) > 1 else str(s)
+                       for s in distinct)
+    return f"{len(seeds)}, seeds {counts}"
 
 
 def plot(runs: list[dict], path: str) -> str:
@@ -173,7 +190,7 @@ def plot(runs: list[dict], path: str) -> str:
         if points:
             steps, values = zip(*points)
             ax.plot(steps, values, marker="o", markersize=3, linewidth=1.2,
-                    label=f"{run['name']} (seed {run['seed']})")
+                    label=f"{run.get('label', run['name'])}, seed {run['seed']}")
     ax.set_xlabel("step")
     ax.set_ylabel(headline)
     ax.grid(True, alpha=0.3)
@@ -199,6 +216,6 @@ def compare(workdirs: list[str], out: str) -> tuple[str, str]:
         f.write(table(runs))
         over_seeds = by_variant(runs)
         if over_seeds:
-            f.write("\nOver seeds:\n\n" + over_seeds)
+            f.write("\nEach variant over its runs:\n\n" + over_seeds)
     png = plot(runs, os.path.join(out, "compare.png"))
     return md, png

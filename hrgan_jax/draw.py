@@ -15,6 +15,7 @@ from PIL import Image, ImageDraw
 
 from data_pipeline.joints import KeypointSet, get_skeleton
 
+BOX_COLOR = (80, 200, 255)
 PRED_COLORS = {"left": (255, 150, 0), "right": (230, 30, 30), "centre": (255, 230, 0)}
 GT_COLORS = {"left": (0, 210, 70), "right": (30, 110, 255), "centre": (0, 230, 230)}
 
@@ -55,6 +56,22 @@ def draw_skeleton(image, joints, dataset="coco", scores=None, threshold: float =
         x, y = joints[j]
         draw.ellipse([x - radius, y - radius, x + radius, y + radius],
                      fill=colors[skel.side(int(j))])
+    return np.asarray(pil)
+
+
+def draw_box(image, box, label: str = "", color=BOX_COLOR, width: int | None = None
+             ) -> np.ndarray:
+    """A copy of image (H, W, 3) uint8 with the rectangle box (x, y, w, h) and, above its
+    top-left corner, label (e.g. the detector's score); width defaults to about 1/256 of
+    the image's shorter side."""
+    image = np.asarray(image)
+    x, y, w, h = (float(v) for v in box)
+    width = max(1, round(min(image.shape[:2]) / 256)) if width is None else width
+    pil = Image.fromarray(image)
+    draw = ImageDraw.Draw(pil)
+    draw.rectangle([x, y, x + w, y + h], outline=color, width=width)
+    if label:
+        draw.text((x + width + 1, max(0.0, y - 11)), label, fill=color)
     return np.asarray(pil)
 
 

@@ -47,16 +47,93 @@ def normalize_images(images: jax.Array) -> jax.Array:
 
 
 def load_generator(config: ml_collections.ConfigDict, weights_path: str) -> dict:
-    """Generator variables from generator.msgpack or an official-layout file."""
-    if weights_path.endswith(".msgpack"):
-        from flax import serialization
-        with open(weights_path, "rb") as f:
-            variables = serialization.msgpack_restore(f.read())
-        # Through the official layout and back: every key and shape is checked.
-        state_dict = weights.to_torch(variables, config.model, "generator")
+    """Generator variables from generator.msgpack or an official-layout file.  A file that
+    cannot be read is a weights.WeightsFileError naming it; weights of another network a
+    WeightsMismatchError whose first line names the file and, when an export's
+    config.json lies beside it, the settings it was made with."""
+    try:
+        if weights_path.endswith(".msgpack"):
+            # Through the official layout and back: every key and shape is checked.
+            state_dict = weights.to_torch(_read_msgpack(weights_path), config.model, "generator")
+        else:
+            state_dict = weights.load_file(weights_path)
         return weights.from_torch(state_dict, config.model, "generator", what=weights_path)
-    return weights.from_torch(weights.load_file(weights_path), config.model, "generator",
-                              what=weights_path)
+    except weights.WeightsMismatchError as e:
+        lines = str(e).splitlines()
+        first = f"{weights_path} does not fit the configured generator (model {config.model.name!r})"
+        made = export_settings(config, weights_path)
+        first += f": {made}" if made else ": give the --config it was trained with"
+        raise weights.WeightsMismatchError("\n".join([first] + lines[1:]), e.missing,
+                                           e.unexpected, e.wrong_shape) from None
+
+
+def _read_msgpack(path: str) -> dict:
+    from flax import serialization
+    weights.check_readable(path)
+    with open(path, "rb") as f:
+        data = f.read()
+    try:
+        variables = serialization.msgpack_restore(data)
+    except Exception as e:  # noqa: BLE001 - msgpack's errors for a truncated or foreign file
+        raise weights.WeightsFileError(f"cannot read weights from {path}: not Flax msgpack "
+                                       f"variables ({type(e).__name__}: {e})") from e
+    if not isinstance(variables, dict) or "params" not in variables:
+        raise weights.WeightsFileError(f"cannot read weights from {path}: not Flax variables "
+                                       f"(no 'params')")
+    return variables
+
+
+# The config fields outside config.model that decide which generator a file fits, and
+# the config.model fields that do not (they matter to training only).
+_NETWORK_DATA_FIELDS = ("image_size", "heatmap_size", "name", "keypoints")
+_TRAINING_ONLY = ("name", "pretrained_layers", "bn_group", "kernel_init", "init", "init_full")
+
+
+def export_settings(config: ml_collections.ConfigDict, weights_path: str) -> str:
+    """What the export's config.json beside ``weights_path`` says its network is, as the
+    --config flags that build it ('' when there is no readable config.json there): the
+    model preset, then each model or data field (image and heatmap size, dataset,
+    keypoints) the preset does not set that differs from ``config``."""
+    import json
+
+    from hrgan_jax.models import PRESET_WIDTHS, hrnet_config
+    path = os.path.join(os.path.dirname(os.path.abspath(weights_path)), "config.json")
+    try:
+        with open(path) as f:
+            saved = json.load(f)
+        model, data = dict(saved["model"]), dict(saved["data"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return ""
+    preset = model.get("name")
+    flags = []
+    base = json.loads(config.model.to_json_best_effort())
+    if preset != config.model.name and preset in PRESET_WIDTHS:
+        flags.append(f"--config=configs/default.py:{preset}")
+        base = json.loads(hrnet_config(preset).to_json_best_effort())
+    here_data = json.loads(config.data.to_json_best_effort())
+    differ = _differences(model, base, "model", skip=_TRAINING_ONLY)
+    differ += _differences({k: data[k] for k in _NETWORK_DATA_FIELDS if k in data},
+                           here_data, "data")
+    flags += [f"--config.{name}=" + (f"'{tuple(v)}'" if isinstance(v, list) else f"{v}")
+              for name, v in differ]
+    if not flags:
+        return f"{path} describes this very network"
+    return f"{path} says it holds model {preset!r}: rerun with {' '.join(flags)}"
+
+
+def _differences(saved: dict, here: dict, prefix: str, skip=()) -> list[tuple[str, Any]]:
+    """(dotted field, saved value) of every leaf of ``saved`` that ``here`` lacks or holds
+    otherwise."""
+    out = []
+    for key, value in saved.items():
+        if key in skip:
+            continue
+        other = here.get(key) if isinstance(here, dict) else None
+        if isinstance(value, dict):
+            out += _differences(value, other if isinstance(other, dict) else {}, f"{prefix}.{key}")
+        elif value != other:
+            out.append((f"{prefix}.{key}", value))
+    return out
 
 
 def restore_generator(config: ml_collections.ConfigDict, workdir: str,
@@ -127,11 +204,22 @@ def deploy_network(config: ml_collections.ConfigDict) -> ml_collections.ConfigDi
     return cfg
 
 
+# The layouts every exported model records (export_metadata): JAX's NHWC, where the
+# official PyTorch model's heatmaps are NCHW.
+EXPORT_LAYOUT = {
+    "images_layout": "uint8 RGB [B, H, W, 3] (NHWC), (W, H) = config.data.image_size",
+    "heatmaps_layout": "[B, h, w, J] (NHWC, channels last); the official PyTorch "
+                       "PoseHighResolutionNet's are NCHW [B, J, h, w]: "
+                       "heatmaps.transpose(0, 3, 1, 2)",
+}
+
+
 def export_metadata(config: ml_collections.ConfigDict) -> dict[str, str]:
     """What every exported file records about itself: ``dtype`` (it computes in:
-    ``deploy_dtype``), ``trained_dtype`` (config.model.dtype) and ``network``."""
+    ``deploy_dtype``), ``trained_dtype`` (config.model.dtype), ``network``, and the
+    layouts of its input and heatmaps (EXPORT_LAYOUT)."""
     return {"dtype": deploy_dtype(config), "trained_dtype": str(config.model.dtype),
-            "network": str(config.model.name)}
+            "network": str(config.model.name), **EXPORT_LAYOUT}
 
 
 def apply_fn(config: ml_collections.ConfigDict, folded: bool = False) -> Callable:

@@ -13,7 +13,9 @@ between) converts ``inference.crop_outputs_fn`` over the BatchNorm-folded genera
       no flip test, no decoding (plain convolutions, for runtimes and compilers that
       want nothing else; and the one to time against other runtimes' forward pass).
 
-Both compute in config.eval.dtype (float32 by default, whatever config.model.dtype
+The heatmaps are NHWC (channels last), where the official PyTorch model's are NCHW
+[B, J, h, w]; the metadata_props say so (``heatmaps_layout``).  Both compute in
+config.eval.dtype (float32 by default, whatever config.model.dtype
 trained in), say so in their metadata_props (``inference.export_metadata``), and are run once in ONNX
 Runtime before they are written: a file ONNX Runtime cannot run (bfloat16 convolutions
 have no CPU kernel) is an error, never a silent file.  ``session_fn`` runs them; the

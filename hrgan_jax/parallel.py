@@ -14,6 +14,8 @@ import numpy as np
 from absl import logging
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
+from hrgan_jax.config_checks import ConfigError, batch_split_problem
+
 DATA_AXIS = "data"
 
 # Environment variables by which a cluster launcher announces a multi-process job;
@@ -151,20 +153,15 @@ def data_sharded(mesh: Mesh) -> NamedSharding:
     return NamedSharding(mesh, P(DATA_AXIS))
 
 
-def check_batch_size(global_batch: int, mesh: Mesh, bn_group: int = 0) -> int:
+def check_batch_size(global_batch: int, mesh: Mesh, bn_group: int = 0,
+                     field: str = "config.train.batch_size") -> int:
     """The per-process batch; the global batch must split evenly over devices, and the
     per-device batch into BatchNorm groups of ``bn_group`` images (config.model.bn_group;
-    0: no groups), so that no group straddles two devices."""
-    n = mesh.devices.size
-    if global_batch % n:
-        raise ValueError(f"config.train.batch_size = {global_batch} does not split over "
-                         f"{n} devices; use a multiple of {n}")
-    per_device = global_batch // n
-    if bn_group and per_device % bn_group:
-        raise ValueError(f"config.model.bn_group = {bn_group} does not divide the per-device "
-                         f"batch {per_device} (config.train.batch_size = {global_batch} on {n} "
-                         f"devices); use a batch of a multiple of {bn_group * n} or a bn_group "
-                         f"that divides {per_device}")
+    0: no groups), so that no group straddles two devices (a ConfigError naming ``field``
+    otherwise)."""
+    problem = batch_split_problem(global_batch, mesh.devices.size, bn_group, field)
+    if problem:
+        raise ConfigError(problem)
     return global_batch // jax.process_count()
 
 

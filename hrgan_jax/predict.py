@@ -12,7 +12,8 @@ the inverse affine (``keypoints.to_image_coords``).  Without boxes each image is
 person whose box is the whole image.  With boxes, people are rescored (box score x mean
 confident joint score) and, for a keypoint set with OKS sigmas (COCO's, or your own:
 config.data.keypoints), OKS-NMS'd as in evaluation; boxes scoring below
-config.data.image_threshold are dropped.
+config.predict.box_threshold (0.5; the evaluation's config.data.image_threshold is 0.0)
+are dropped.  The pictures show each person's box with its score.
 
 Written into the output directory (--out, else the input's directory):
 ``keypoints.pose.json`` (COCO keypoint results, plus file_name and bbox per person) and
@@ -28,7 +29,8 @@ from typing import Iterable
 
 import numpy as np
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+# What the pipelines' decoder reads (data_pipeline.pipeline.read_image).
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
 OUTPUT_TAG = ".pose."
 JSON_NAME = "keypoints.pose.json"
 
@@ -59,19 +61,37 @@ def list_images(path: str) -> list[str]:
 
 
 def read_image(path: str) -> np.ndarray:
-    """uint8 RGB (H, W, 3), turned upright as its EXIF orientation says (a photo from a
-    phone is predicted as it is seen; the dataset pipelines, like the official code,
-    ignore EXIF orientation); any format PIL reads, whatever the file is called.  A
-    missing, truncated or undecodable file raises PredictError."""
-    from PIL import Image, ImageOps
+    """uint8 RGB (H, W, 3) decoded as the training and evaluation pipelines decode it
+    (``data_pipeline.pipeline.read_image``: by its content, whatever the file is called, a
+    16-bit PNG scaled to 8 bits, an image too large refused from its header), then turned
+    upright as its EXIF orientation says (a photo from a phone is predicted as it is seen;
+    the dataset pipelines, like the official code, ignore EXIF orientation).  A missing,
+    truncated, undecodable or oversized file raises PredictError naming it."""
+    from data_pipeline import pipeline
+    from data_pipeline.records import DataError
+    if not os.path.isfile(path):
+        raise PredictError(f"{path}: no such image file")
+    try:
+        image = pipeline.read_image(path)
+    except DataError as e:
+        raise PredictError(str(e)) from None
+    return _upright(image, path)
+
+
+def _upright(image: np.ndarray, path: str) -> np.ndarray:
+    """image turned as the file's EXIF orientation tag says (PIL's exif_transpose; only
+    the header is read)."""
+    from PIL import Image
     try:
         with Image.open(path) as im:
-            im.load()
-            return np.asarray(ImageOps.exif_transpose(im).convert("RGB"))
-    except FileNotFoundError:
-        raise PredictError(f"{path}: no such image file") from None
-    except (OSError, ValueError, SyntaxError) as e:  # PIL's errors for damaged files
-        raise PredictError(f"{path}: cannot decode the image ({e})") from None
+            orientation = im.getexif().get(0x0112, 1)
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):  # no EXIF to read
+        return image
+    method = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180,
+              4: Image.Transpose.FLIP_TOP_BOTTOM, 5: Image.Transpose.TRANSPOSE,
+              6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
+              8: Image.Transpose.ROTATE_90}.get(orientation)
+    return image if method is None else np.asarray(Image.fromarray(image).transpose(method))
 
 
 def image_id_of(path: str, index: int) -> int:
@@ -142,8 +162,10 @@ def read_boxes(boxes_path: str, paths: list[str], threshold: float = 0.0,
 
 def whole_image_people(sizes: Iterable[tuple[int, int]]) -> list[Person]:
     """One person per image, its box the whole image as the official box rule clips it
-    (x2 = W - 1): (0, 0, W - 1, H - 1)."""
-    return [Person(i, (0.0, 0.0, float(w - 1), float(h - 1)), 1.0) for i, (w, h) in enumerate(sizes)]
+    (x2 = W - 1): (0, 0, W - 1, H - 1), at least one pixel wide and high (a 1-pixel
+    image would make a box of no size, and no crop)."""
+    return [Person(i, (0.0, 0.0, float(max(w - 1, 1)), float(max(h - 1, 1))), 1.0)
+            for i, (w, h) in enumerate(sizes)]
 
 
 def crop(image: np.ndarray, center, scale, image_size) -> np.ndarray:
@@ -238,12 +260,15 @@ def output_dir(input_path: str, out: str | None) -> str:
 
 
 def draw(image: np.ndarray, results: list[dict], dataset,
-         threshold: float = 0.2) -> tuple[np.ndarray, int]:
+         threshold: float = 0.2, boxes: bool = False) -> tuple[np.ndarray, int]:
     """(image with every result's skeleton, the number of joints drawn): joints scoring
-    below threshold are left out.  dataset: 'coco', 'mpii' or a KeypointSet."""
+    below threshold are left out.  dataset: 'coco', 'mpii' or a KeypointSet.  boxes: also
+    each person's box, labelled with its rescored score."""
     from hrgan_jax import draw as draw_lib
     drawn = 0
     for r in results:
+        if boxes:
+            image = draw_lib.draw_box(image, r["bbox"], f"{r['score']:.2f}")
         k = np.asarray(r["keypoints"], np.float64).reshape(-1, 3)
         image = draw_lib.draw_skeleton(image, k[:, :2], dataset, k[:, 2], threshold)
         drawn += int(np.sum(k[:, 2] >= threshold))
@@ -262,15 +287,16 @@ def predict(config, input_path: str, boxes: str | None = None, workdir: str | No
     kset = keypoint_sets.of_config(config.data)
     paths = list_images(input_path)
     images = [read_image(p) for p in paths]  # every input checked before any work
-    people = None
+    people, found = None, ", one person per image"
     if boxes:
-        people = read_boxes(boxes, paths, float(config.data.image_threshold),
-                            [(im.shape[1], im.shape[0]) for im in images],
-                            int(config.data.get("category_id", 1)))
+        every = read_boxes(boxes, paths, -np.inf, [(im.shape[1], im.shape[0]) for im in images],
+                           int(config.data.get("category_id", 1)))
+        threshold = float(config.predict.box_threshold)
+        people = [p for p in every if p.score >= threshold]
+        found = (f", {len(people)} of the {len(every)} box(es) in {boxes} (those scoring >= "
+                 f"config.predict.box_threshold = {threshold:g})")
     predictor, source, _ = inference.load_predictor(config, workdir, weights_path, which)
-    print(f"predicting {len(paths)} image(s) with {source}"
-          + (f", {len(people)} box(es) from {boxes}" if boxes else ", one person per image"),
-          flush=True)
+    print(f"predicting {len(paths)} image(s) with {source}{found}", flush=True)
     results = run(config, predictor, paths, people, images)
     directory = output_dir(input_path, out)
     os.makedirs(directory, exist_ok=True)
@@ -285,7 +311,7 @@ def predict(config, input_path: str, boxes: str | None = None, workdir: str | No
     joints_drawn = 0
     for path, image in zip(paths, images):
         name = os.path.basename(path)
-        picture, n = draw(image, per_image.get(name, []), kset, threshold)
+        picture, n = draw(image, per_image.get(name, []), kset, threshold, bool(boxes))
         joints_drawn += n
         Image.fromarray(picture).save(os.path.join(directory,
                                                    os.path.splitext(name)[0] + ".pose.png"))

@@ -10,12 +10,15 @@ whole device part of evaluation:
          keypoints float32 [B, J, 2]      (x, y) in crop pixels
          scores    float32 [B, J]         heatmap maxima
 
-The batch size is free; the model carries programs for CPU and CUDA GPUs.  It is
+The heatmaps are NHWC (channels last), where the official PyTorch model's are NCHW
+[B, J, h, w]; the loaded model's ``metadata`` (JSON: ``heatmaps_layout``) says so.  The
+batch size is free; the model carries programs for CPU and CUDA GPUs.  It is
 ``inference.crop_outputs_fn`` over the BatchNorm-folded generator: keypoints are the
 configured decoding (config.eval.decode; the official one by default) mapped from
 heatmap to crop pixels; the caller maps crop pixels back to the image with the affine
 it cropped with.  It computes in config.eval.dtype (float32 by default) and carries
-``metadata``, a JSON string variable: {"dtype", "trained_dtype", "network"}
+``metadata``, a JSON string variable: {"dtype", "trained_dtype", "network",
+"images_layout", "heatmaps_layout"}
 (``inference.export_metadata``).
 """
 from __future__ import annotations

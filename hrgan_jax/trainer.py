@@ -282,7 +282,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
         summary = window.report()
         if summary is None:
             return
-        writer.write_scalars(step, summary)
+        # TensorBoard groups tags by their prefix: train/ here, eval/ for the evaluations.
+        writer.write_scalars(step, {f"train/{k}": v for k, v in summary.items()})
         if lead:
             with open(history_path, "a") as f:
                 f.write(json.dumps({"step": step, **summary}) + "\n")

@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
+import pickle
 from typing import Any, Iterable, Mapping
 
 import flax.linen as nn
@@ -50,6 +51,12 @@ class WeightsMismatchError(ValueError):
         self.missing = tuple(missing)
         self.unexpected = tuple(unexpected)
         self.wrong_shape = tuple(wrong_shape)
+
+
+class WeightsFileError(ValueError):
+    """A weights file that cannot be read as a state_dict (missing, a directory, empty,
+    truncated, of an unknown kind, or a pickle that is not a state_dict); the message
+    names the file, on one line."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -355,10 +362,9 @@ def load_file(path: str | os.PathLike) -> dict[str, np.ndarray]:
     """Reads a state_dict from ``.safetensors`` (no torch needed), ``.npz``, or
     ``.pth``/``.pt``/``.pth.tar`` (needs torch; read with ``weights_only=True``, never
     unpickling arbitrary objects).  A training checkpoint holding ``state_dict`` is
-    unwrapped."""
+    unwrapped.  A file that cannot be read so is a WeightsFileError naming it."""
     path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"weights file not found: {path}")
+    check_readable(path)
     name = path.lower()
     try:
         if name.endswith(".safetensors"):
@@ -370,12 +376,25 @@ def load_file(path: str | os.PathLike) -> dict[str, np.ndarray]:
         elif name.endswith((".pth", ".pt", ".pth.tar", ".ckpt")):
             raw = _load_torch(path)
         else:
-            raise ValueError("unknown extension: use .safetensors, .npz, .pth, .pt or .pth.tar")
-    except (FileNotFoundError, ImportError):
+            raise WeightsFileError(f"{path}: unknown extension: use .safetensors, .npz, .pth, "
+                                   f".pt or .pth.tar")
+    except (WeightsFileError, ImportError):
         raise
     except Exception as e:  # noqa: BLE001 - re-raised with the file named
-        raise ValueError(f"cannot read weights from {path}: {type(e).__name__}: {e}") from e
+        why = " ".join(f"{type(e).__name__}: {e}".split())
+        raise WeightsFileError(f"cannot read weights from {path}: {why}") from e
     return clean_state_dict(raw)
+
+
+def check_readable(path: str) -> None:
+    """A WeightsFileError for a weights path that is a directory, missing or empty."""
+    if os.path.isdir(path):
+        raise WeightsFileError(f"{path}: a directory, not a weights file: give the file "
+                               f"(.safetensors, .npz, .pth, generator.msgpack) itself")
+    if not os.path.isfile(path):
+        raise WeightsFileError(f"{path}: weights file not found")
+    if os.path.getsize(path) == 0:
+        raise WeightsFileError(f"{path}: the file is empty (a copy or download that failed?)")
 
 
 def _load_torch(path: str) -> Mapping[str, Any]:
@@ -384,28 +403,39 @@ def _load_torch(path: str) -> Mapping[str, Any]:
     except ImportError as e:
         raise ImportError(f"reading {path} needs PyTorch (pip install torch), or convert it to "
                           ".safetensors where torch is installed") from e
-    obj = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:  # weights_only refuses anything but tensors
+        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        raise WeightsFileError(f"{path}: not a plain state_dict: it pickles other objects, "
+                               f"which are never unpickled here (torch.load weights_only=True: "
+                               f"{first}); save model.state_dict() instead") from e
     if isinstance(obj, Mapping) and obj and not all(hasattr(v, "shape") for v in obj.values()):
         for key in ("state_dict", "model", "best_state_dict"):
             if key in obj and isinstance(obj[key], Mapping):
                 return obj[key]
-        raise ValueError(f"holds a dict with keys {sorted(obj)[:10]} but no tensor state_dict")
+        raise WeightsFileError(f"{path}: holds a dict with keys {sorted(obj)[:10]} but no "
+                               f"tensor state_dict")
     if not isinstance(obj, Mapping):
-        raise ValueError(f"holds a {type(obj).__name__}, not a state_dict")
+        raise WeightsFileError(f"{path}: holds a {type(obj).__name__}, not a state_dict: save "
+                               f"model.state_dict() instead")
     return obj
 
 
 def save_file(state_dict: Mapping[str, np.ndarray], path: str | os.PathLike,
               metadata: Mapping[str, str] | None = None) -> None:
-    """Writes a state_dict as ``.safetensors``, ``.npz`` or ``.pth`` (torch needed), atomically.
+    """Writes a state_dict as ``.safetensors``, ``.npz`` or ``.pth`` (torch needed), atomically,
+    with the mode every other file gets (0666 less the umask).
     ``metadata``: string pairs for a .safetensors header (the other formats have none)."""
     path = os.fspath(path)
     tmp = path + ".tmp"
     arrays = {k: np.ascontiguousarray(v) for k, v in state_dict.items()}
     name = path.lower()
     if name.endswith(".safetensors"):
-        from safetensors.numpy import save_file as st_save
-        st_save(arrays, tmp, metadata=dict(metadata) if metadata else None)
+        # safetensors' own save_file creates its file 0600: write its bytes ourselves.
+        from safetensors.numpy import save as st_bytes
+        with open(tmp, "wb") as f:
+            f.write(st_bytes(arrays, metadata=dict(metadata) if metadata else None))
     elif name.endswith(".npz"):
         with open(tmp, "wb") as f:
             np.savez(f, **arrays)

@@ -78,8 +78,11 @@ def test_compare_two_tiny_runs_gives_the_table_and_the_plot(two_runs, tmp_path):
     md, png = compare.compare(two_runs, str(tmp_path / "cmp"))
     text = open(md).read()
     lines = text.splitlines()
-    assert lines[0].startswith("| run | seed | best AP | at step | final AP | at step |")
-    assert lines[2].startswith("| HRGAN | 3 |") and lines[3].startswith("| HRNet | 3 |")
+    assert lines[0].startswith("| run | seed | best AP % | at step | final AP % | at step |")
+    names = [os.path.basename(w) for w in two_runs]  # the rows say which workdir they are
+    assert lines[2].startswith(f"| HRGAN ({names[0]}) | 3 |")
+    assert lines[3].startswith(f"| HRNet ({names[1]}) | 3 |")
+    assert "In %: COCO OKS AP and AR (the evaluation's fractions x 100)" in text
     assert "| 2 |" in lines[2]  # the evaluation at step 2
     assert os.path.getsize(png) > 1000
     # A run in progress (no evaluation yet) still gets a row; another dataset does not mix.
@@ -89,7 +92,8 @@ def test_compare_two_tiny_runs_gives_the_table_and_the_plot(two_runs, tmp_path):
               open(tmp_path / "fresh" / "config.json", "w"))
     run = compare.read_run(str(tmp_path / "fresh"))
     assert run["name"] == "HRGAN, no equilibrium (beta_g 0.01)"
-    assert compare.table([run]).splitlines()[2].startswith("| HRGAN, no equilibrium (beta_g 0.01) | 1 | - |")
+    assert compare.table([run]).splitlines()[2].startswith(
+        "| HRGAN, no equilibrium (beta_g 0.01) (fresh) | 1 | - |")
     with pytest.raises(compare.CompareError, match="no config.json"):
         compare.compare([str(tmp_path)], str(tmp_path / "cmp"))
 
@@ -116,8 +120,14 @@ def test_compare_summarises_each_variant_over_its_seeds():
     runs = [run("HRNet", 0, [30.0, 41.0], None), run("HRNet", 1, [32.0, 40.0], None),
             run("HRGAN", 0, [29.0, 38.0], 2e-4), run("HRGAN", 1, [42.0, 40.0], 4e-4)]
     lines = compare.by_variant(runs).splitlines()
-    assert lines[0].startswith("| variant | seeds | best Mean: mean (range) | final Mean")
-    assert lines[2] == "| HRNet | 0, 1 | 40.50 (40.00 to 41.00) | 40.50 (40.00 to 41.00) | - | - |"
-    assert lines[3] == ("| HRGAN | 0, 1 | 40.00 (38.00 to 42.00) | 39.00 (38.00 to 40.00) | 0.0003 "
-                        "| 0.60 (0.40 to 0.80) |")
+    assert lines[0].startswith("| variant | runs | best Mean %: mean (range) | final Mean %")
+    assert lines[2] == ("| HRNet | 2, seeds 0 and 1 | 40.50 (40.00 to 41.00) | 40.50 (40.00 to "
+                        "41.00) | - | - |")
+    assert lines[3] == ("| HRGAN | 2, seeds 0 and 1 | 40.00 (38.00 to 42.00) | 39.00 (38.00 to "
+                        "40.00) | 0.0003 | 0.60 (0.40 to 0.80) |")
     assert compare.by_variant(runs[:1]) == ""  # one run per variant: no summary
+    # Two runs with seed 0 are repeats, not two seeds.
+    repeats = [run("HRNet", 0, [30.0], None), run("HRNet", 0, [31.0], None),
+               run("HRNet", 1, [32.0], None)]
+    assert compare.by_variant(repeats[:2]).splitlines()[2].startswith("| HRNet | 2, all seed 0 |")
+    assert compare.by_variant(repeats).splitlines()[2].startswith("| HRNet | 3, seeds 0 (x2), 1 |")

@@ -32,3 +32,32 @@ def test_evaluation_tables_give_clean_tensorboard_tags():
     assert evaluation.tensorboard_scalars(mpii_row) == {
         "eval/Head": 97.0, "eval/Mean": 90.0, "eval/Mean_at_0.1": 40.0}
     assert list(evaluation.scalar_names(coco_row)) == ["step", "AP", "AP50", "AP75", "APM", "ARL"]
+
+
+def test_tensorboard_crops_show_the_best_people_of_every_image():
+    """eval/crops: the highest-scoring people across the evaluation, the best of each
+    image first, not the first batch's first crops (often one image's low-score boxes)."""
+    import numpy as np
+    from hrgan_jax.evaluation import runner
+
+    def batch(image_ids, box_scores, joint_score, first_index):
+        n = len(image_ids)
+        return {"image": np.full((n, 8, 8, 3), first_index, np.uint8),
+                "score": np.asarray(box_scores, np.float32),
+                "image_id": np.asarray(image_ids), "valid": np.ones(n, bool),
+                "index": np.arange(first_index, first_index + n)}, \
+            np.zeros((n, 3, 2), np.float32), np.full((n, 3, 1), joint_score, np.float32)
+
+    best = None
+    # Image 1's many low-score boxes come first; images 2 and 3 hold the confident people.
+    for host, coords, maxvals in (batch([1] * 20, [0.05] * 20, 0.5, 0),
+                                  batch([2, 2, 3], [0.9, 0.8, 0.7], 0.9, 20)):
+        best = runner._best_people(best, host, coords, maxvals, 0.2)
+    images, coords, maxvals, index = runner._one_per_image(best)
+    assert len(index) == runner.CROPS_SHOWN
+    # The best of images 2, 3 and 1, then image 2's second person, then image 1's others.
+    assert list(index[:4]) == [20, 22, 0, 21]
+    assert set(index[4:]) <= set(range(1, 20))
+    host, coords, maxvals = batch([4], [1.0], 0.9, 30)
+    host["valid"][:] = False  # a padding row is never shown
+    assert 30 not in runner._best_people(best, host, coords, maxvals, 0.2)["index"]

@@ -233,7 +233,8 @@ def test_bad_command_lines_say_what_is_wrong(tmp_path, monkeypatch):
     assert status != 0 and "--mode=train needs --workdir" in stderr
     status, _, stderr = launch_here(monkeypatch, "train")
     assert status != 0 and "--mode=" in stderr
-    with pytest.raises(FileNotFoundError, match="missing.npz"):
+    from hrgan_jax.weights import WeightsFileError
+    with pytest.raises(WeightsFileError, match="missing.npz"):
         launch_here(monkeypatch, "--mode=check", f"--weights={tmp_path / 'missing.npz'}")
 
 

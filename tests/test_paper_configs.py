@@ -52,7 +52,7 @@ def test_paper_config_path_trains_in_bfloat16_and_exports_float32(config_file, d
         return out
 
     from data_pipeline.synthetic import writers
-    from hrgan_jax import onnx_export
+    from hrgan_jax import inference, onnx_export
     root = tmp_path / dataset
     val = "val2017" if dataset == "coco" else "valid"
     write = writers.write_coco if dataset == "coco" else writers.write_mpii
@@ -71,7 +71,8 @@ def test_paper_config_path_trains_in_bfloat16_and_exports_float32(config_file, d
     printed = launch("--mode=export", *sized, f"--workdir={work}", f"--out={out}")
     exported = json.loads((out / "config.json").read_text())
     assert exported["model"]["dtype"] == "bfloat16"  # trained in bfloat16 ...
-    meta = {"dtype": "float32", "trained_dtype": "bfloat16", "network": "w32"}
+    meta = {"dtype": "float32", "trained_dtype": "bfloat16", "network": "w32",
+            **inference.EXPORT_LAYOUT}  # and the NHWC layouts
     assert exported["export"] == dict(meta, weights_dtype="float32")  # ... deployed in float32
     if onnx_export.available() is not None:
         pytest.skip(onnx_export.available())

@@ -1,5 +1,6 @@
 """launch.py --mode=predict, the demo's 'small' network and export -> import."""
 import json
+import os
 import pathlib
 import subprocess
 import sys
@@ -102,6 +103,11 @@ def test_export_then_import_gives_identical_heatmaps(exported):
         ["config.json", "generator.msgpack", "generator.safetensors", "generator_savedmodel"]
         + onnx_files)
     assert json.loads((out / "config.json").read_text())["model"]["name"] == "small"
+    # Every exported file gets the mode open() gives (safetensors' own writer made 0600).
+    umask = os.umask(0)
+    os.umask(umask)
+    modes = {p.name: oct(p.stat().st_mode & 0o777) for p in out.iterdir() if p.is_file()}
+    assert set(modes.values()) == {oct(0o666 & ~umask)}, modes
     g = models.generator(config.model)
     x = jax.random.normal(jax.random.PRNGKey(5), (2, 64, 64, 3))
     want = np.asarray(g.apply(variables, x))
@@ -232,7 +238,7 @@ def test_predict_whole_images_writes_results_and_pictures(exported, images_dir, 
         predict.list_images(str(out_dir))
 
 
-def test_predict_with_boxes(exported, images_dir, tmp_path):
+def test_predict_with_boxes(exported, images_dir, tmp_path, capsys):
     config, out, _ = exported
     boxes = tmp_path / "boxes.json"
     boxes.write_text(json.dumps([
@@ -241,13 +247,21 @@ def test_predict_with_boxes(exported, images_dir, tmp_path):
         {"file_name": "street.jpg", "bbox": [0, 0, 30, 30], "score": 0.1},  # below threshold
         {"image_id": 12, "category_id": 2, "bbox": [0, 0, 50, 50], "score": 0.9},  # not a person
     ]))
-    config.data.image_threshold = 0.5
+    # predict's own threshold (0.5), not the evaluation's data.image_threshold (0.0)
+    assert (config.predict.box_threshold, config.data.image_threshold) == (0.5, 0.0)
     out_dir = tmp_path / "pred"
     path = predict.predict(config, str(images_dir), str(boxes),
                            weights_path=str(out / "generator.msgpack"), out=str(out_dir))
+    assert ("2 of the 3 box(es) in " + str(boxes) + " (those scoring >= "
+            "config.predict.box_threshold = 0.5)") in capsys.readouterr().out
     results = json.loads(pathlib.Path(path).read_text())
     assert [(r["file_name"], r["bbox"]) for r in results] == [
         ("000000000007.jpg", [10.0, 5.0, 60.0, 100.0]), ("street.jpg", [20.0, 10.0, 40.0, 80.0])]
+    # each person's box is drawn: its left edge (x = 10, y 5..105) in the box colour
+    from hrgan_jax.draw import BOX_COLOR
+    picture = np.asarray(Image.open(out_dir / "000000000007.pose.png"))
+    edge = picture[20:100, 10]
+    assert (edge == BOX_COLOR).all(axis=-1).mean() > 0.8
     _check_coco_results(results, [7, 12, 3])
     for r in results:  # the keypoints lie around the box they were cropped from
         k = np.asarray(r["keypoints"]).reshape(-1, 3)
@@ -284,6 +298,37 @@ def test_predict_bad_inputs_name_the_file(exported, images_dir, tmp_path):
     boxes.write_text("{broken")
     with pytest.raises(predict.PredictError, match="boxes.json: not JSON"):
         predict.predict(config, str(images_dir), str(boxes), weights_path=msgpack)
+
+
+def test_predict_reads_images_as_the_pipelines_do(exported, tmp_path):
+    """The pipelines' decoder (data_pipeline.pipeline.read_image): a 16-bit greyscale PNG
+    scaled to 8 bits as cv2.imread reads it (PIL clipped it to white), a 1x1 image
+    predicted (its whole-image box was of no size: a singular affine), and an image too
+    large refused from its header, naming the file."""
+    import cv2
+    config, out, _ = exported
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    grey = (np.arange(48 * 64).reshape(48, 64) * 21).astype(np.uint16)
+    Image.fromarray(grey).save(photos / "deep.png")
+    Image.fromarray(np.full((1, 1, 3), 128, np.uint8)).save(photos / "dot.png")
+    read = predict.read_image(str(photos / "deep.png"))
+    np.testing.assert_array_equal(read, cv2.imread(str(photos / "deep.png"))[:, :, ::-1])
+    assert read.max() < 255 and read[..., 0].std() > 50  # not white
+    path = predict.predict(config, str(photos), weights_path=str(out / "generator.msgpack"))
+    results = json.loads(pathlib.Path(path).read_text())
+    assert [r["file_name"] for r in results] == ["deep.png", "dot.png"]
+    assert results[1]["bbox"] == [0.0, 0.0, 1.0, 1.0]
+    # A PNG whose header says 30000 x 30000: refused before any pixel is decoded.
+    import struct
+    import zlib
+    ihdr = struct.pack(">IIBBBBB", 30000, 30000, 8, 0, 0, 0, 0)
+    chunk = struct.pack(">I", 13) + b"IHDR" + ihdr + struct.pack(">I", zlib.crc32(b"IHDR" + ihdr))
+    (photos / "huge.png").write_bytes(b"\x89PNG\r\n\x1a\n" + chunk + b"\0" * 64)
+    with pytest.raises(predict.PredictError) as e:
+        predict.read_image(str(photos / "huge.png"))
+    assert str(e.value).startswith(f"{photos / 'huge.png'}: cannot decode the image: ")
+    assert "image too large" in str(e.value) and "\n" not in str(e.value)
 
 
 def test_launch_predict_error_is_one_clear_line(tmp_path):

@@ -49,7 +49,13 @@ def test_resume_is_exact(train_coco_root, tmp_path, capsys):
     # What the workdir holds for users.
     files = set(os.listdir(straight))
     assert {"checkpoints", "config.json", "metrics.jsonl", "curves.png"} <= files
-    assert any(f.startswith("events.out.tfevents") for f in files)
+    events = [f for f in files if f.startswith("events.out.tfevents")]
+    assert events
+    import tensorflow as tf  # TensorBoard's tags: the training scalars under train/
+    tags = {v.tag for e in tf.compat.v1.train.summary_iterator(os.path.join(straight, events[0]))
+            for v in e.summary.value}
+    assert {"train/content_loss", "train/k", "train/images_per_sec"} <= tags
+    assert not [t for t in tags if "/" not in t], tags
     assert json.load(open(os.path.join(straight, "config.json")))["train"]["steps"] == 6
     rows = [json.loads(line) for line in open(os.path.join(straight, "metrics.jsonl"))]
     assert [r["step"] for r in rows] == [2, 3, 4, 6]  # every log_every steps and at saves

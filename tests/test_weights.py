@@ -173,8 +173,13 @@ def test_pth_without_torch_is_a_clear_error(tmp_path, monkeypatch):
 
 
 def test_bad_files_name_the_file(tmp_path):
-    with pytest.raises(FileNotFoundError, match="nope.safetensors"):
+    with pytest.raises(weights.WeightsFileError, match="nope.safetensors: weights file not found"):
         weights.load_file(tmp_path / "nope.safetensors")
+    with pytest.raises(weights.WeightsFileError, match="a directory, not a weights file"):
+        weights.load_file(tmp_path)
+    (tmp_path / "empty.safetensors").write_bytes(b"")
+    with pytest.raises(weights.WeightsFileError, match="empty.safetensors: the file is empty"):
+        weights.load_file(tmp_path / "empty.safetensors")
     corrupt = tmp_path / "corrupt.safetensors"
     corrupt.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{garbage")
     with pytest.raises(ValueError, match="corrupt.safetensors"):
@@ -226,7 +231,12 @@ def test_pth_with_arbitrary_objects_is_refused(tmp_path):
 
     path = tmp_path / "evil.pth"
     torch.save({"state_dict": {}, "x": Payload()}, path)
-    with pytest.raises(ValueError, match="evil.pth"):
+    with pytest.raises(weights.WeightsFileError, match="evil.pth: not a plain state_dict: it "
+                       "pickles other objects") as e:
+        weights.load_file(path)
+    assert "\n" not in str(e.value)
+    torch.save([torch.zeros(2)], path)  # tensors, but no state_dict
+    with pytest.raises(weights.WeightsFileError, match="evil.pth: holds a list, not a state_dict"):
         weights.load_file(path)
 
 

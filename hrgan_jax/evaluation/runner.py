@@ -66,7 +66,7 @@ def make_evaluator(config: ml_collections.ConfigDict, mesh, workdir: str | None 
     predict = jax.jit(inference.predict_fn(config), in_shardings=(rep, sharded),
                       out_shardings=(sharded, sharded))
     global_batch = int(config.eval.batch_size)
-    parallel.check_batch_size(global_batch, mesh)
+    parallel.check_batch_size(global_batch, mesh, field="config.eval.batch_size")
     heatmap_size = tuple(int(v) for v in config.data.heatmap_size)
     image_size = tuple(int(v) for v in config.data.image_size)
     out_dir = out_dir or (os.path.join(workdir, "eval") if workdir else None)
@@ -107,9 +107,9 @@ def make_evaluator(config: ml_collections.ConfigDict, mesh, workdir: str | None 
             rows["maxvals"].append(_gather(maxvals))
             for k in ("center", "scale", "score", "area", "image_id", "index", "valid"):
                 rows[k].append(_gather(np.asarray(host[k])))
-            if i == 0 and writer is not None and lead:
-                pictures = (host["image"][:16], np.asarray(rows["coords"][0])[:16] * 4.0,
-                            np.asarray(rows["maxvals"][0])[:16], host["index"][:16])
+            if writer is not None and lead:
+                pictures = _best_people(pictures, host, rows["coords"][-1], rows["maxvals"][-1],
+                                        float(config.eval.in_vis_thre))
             if bar is not None:
                 bar.update(1)
         if bar is not None:
@@ -158,7 +158,8 @@ def make_evaluator(config: ml_collections.ConfigDict, mesh, workdir: str | None 
                 evaluation.write_json({"step": step, **results},
                                       os.path.join(out_dir, f"results_{step}.json"))
             if pictures is not None:
-                images, pred, scores, index = pictures
+                images, pred, scores, index = _one_per_image(pictures)
+                pred = pred * inference.heatmap_stride(config)
                 gt = gt_vis = None
                 records = info.records
                 if records is not None and np.asarray(records.joints_vis)[index].any():
@@ -173,6 +174,43 @@ def make_evaluator(config: ml_collections.ConfigDict, mesh, workdir: str | None 
         return _broadcast(results)
 
     return evaluate
+
+
+# The TensorBoard picture eval/crops: this many people, the highest-scoring, chosen among
+# the CANDIDATES best of the evaluation (this process's crops).
+CROPS_SHOWN, CANDIDATES = 16, 64
+
+
+def _best_people(best: dict | None, host: dict, coords, maxvals, in_vis: float) -> dict:
+    """The CANDIDATES highest-scoring people so far (rescored as the COCO evaluation does:
+    box score x mean confident joint score), among ``best`` and this batch's own rows (the
+    first rows of the gathered coords and maxvals are this process's)."""
+    n = len(host["image"])
+    maxvals = np.asarray(maxvals)[:n]
+    from hrgan_jax.evaluation import coco
+    scores = coco.rescore(np.concatenate([np.zeros(maxvals.shape[:-1] + (2,)), maxvals], -1),
+                          np.asarray(host["score"]), in_vis)
+    scores = np.where(np.asarray(host["valid"]).astype(bool), scores, -np.inf)
+    batch = {"image": np.asarray(host["image"]), "coords": np.asarray(coords)[:n],
+             "maxvals": maxvals, "index": np.asarray(host["index"]),
+             "image_id": np.asarray(host["image_id"]), "score": scores}
+    if best is not None:
+        batch = {k: np.concatenate([best[k], batch[k]]) for k in batch}
+    keep = np.argsort(-batch["score"], kind="stable")[:CANDIDATES]
+    keep = keep[np.isfinite(batch["score"][keep])]
+    return {k: v[keep] for k, v in batch.items()}
+
+
+def _one_per_image(best: dict) -> tuple:
+    """(crops, coords in heatmap px, maxvals, record indices) of the CROPS_SHOWN people to
+    draw: the best person of each image first, best first, then the next best of any."""
+    first, rest, seen = [], [], set()
+    for i, image_id in enumerate(best["image_id"]):  # best is sorted, best first
+        (rest if int(image_id) in seen else first).append(i)
+        seen.add(int(image_id))
+    chosen = (first + rest)[:CROPS_SHOWN]
+    return (best["image"][chosen], best["coords"][chosen], best["maxvals"][chosen],
+            best["index"][chosen])
 
 
 def _pose_spread(coords, cat: dict, records) -> float | None:
