@@ -400,3 +400,31 @@ def test_predict_with_an_exported_model(exported, images_dir, tmp_path):
     k_got = np.array([r["keypoints"] for r in got]).reshape(len(got), -1, 3)
     np.testing.assert_allclose(k_got[..., 2], k_want[..., 2], atol=1e-3)  # scores (3 decimals)
     assert (np.abs(k_got[..., :2] - k_want[..., :2]) < 1e-2).all(-1).mean() > 0.95
+
+
+def test_weights_of_another_network_name_what_the_export_holds(exported, tmp_path):
+    """The export's own config.json beside the weights names the network they hold, as the
+    --config flags that build it; a cut-short or empty msgpack is named as unreadable."""
+    from configs import default
+    config, out, _ = exported
+    for name in ("generator.msgpack", "generator.safetensors"):
+        with pytest.raises(weights.WeightsMismatchError) as e:
+            inference.load_generator(default.get_config("micro"), str(out / name))
+        assert str(e.value).splitlines()[0] == (
+            f"{out / name} does not fit the configured generator (model 'micro'): "
+            f"{out / 'config.json'} says it holds model 'small': rerun with "
+            f"--config=configs/default.py:small --config.data.image_size='(64, 64)' "
+            f"--config.data.heatmap_size='(16, 16)'")
+    lone = tmp_path / "g.msgpack"  # no config.json beside it
+    lone.write_bytes((out / "generator.msgpack").read_bytes())
+    with pytest.raises(weights.WeightsMismatchError, match="g.msgpack does not fit the "
+                       "configured generator \\(model 'micro'\\): give the --config it was "
+                       "trained with\n"):
+        inference.load_generator(default.get_config("micro"), str(lone))
+    lone.write_bytes((out / "generator.msgpack").read_bytes()[:1000])
+    with pytest.raises(weights.WeightsFileError, match=f"cannot read weights from {lone}: not "
+                       f"Flax msgpack variables"):
+        inference.load_generator(config, str(lone))
+    lone.write_bytes(b"")
+    with pytest.raises(weights.WeightsFileError, match="g.msgpack: the file is empty"):
+        inference.load_generator(config, str(lone))

@@ -185,7 +185,7 @@ def test_bad_files_name_the_file(tmp_path):
     with pytest.raises(ValueError, match="corrupt.safetensors"):
         weights.load_file(corrupt)
     odd = tmp_path / "w.bin"
-    odd.write_bytes(b"")
+    odd.write_bytes(b"\0")
     with pytest.raises(ValueError, match="unknown extension"):
         weights.load_file(odd)
 
