@@ -66,8 +66,16 @@ def read_run(workdir: str) -> dict:
     path = os.path.join(workdir, "config.json")
     if not os.path.isfile(path):
         raise CompareError(f"{workdir}: no config.json, so not a training workdir")
-    with open(path) as f:
-        config = json.load(f)
+    try:
+        with open(path) as f:
+            config = json.load(f)
+    except (OSError, ValueError) as e:  # unreadable, or not JSON (cut short, edited)
+        raise CompareError(f"{path}: cannot read the run's config ({type(e).__name__}: "
+                           f"{' '.join(str(e).split())}); the trainer writes it at the start: "
+                           f"restore it, or leave this workdir out") from None
+    if not isinstance(config, dict):
+        raise CompareError(f"{path}: expected the run's config (a JSON object), got "
+                           f"{type(config).__name__}")
     return {"name": variant(config), "workdir": workdir,
             "label": f"{variant(config)} ({os.path.basename(os.path.normpath(workdir))})",
             "seed": config.get("seed", 0),

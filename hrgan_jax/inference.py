@@ -28,6 +28,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+from flax import serialization
 
 from hrgan_jax import keypoints, models, weights
 
@@ -68,7 +69,6 @@ def load_generator(config: ml_collections.ConfigDict, weights_path: str) -> dict
 
 
 def _read_msgpack(path: str) -> dict:
-    from flax import serialization
     weights.check_readable(path)
     with open(path, "rb") as f:
         data = f.read()
@@ -95,8 +95,6 @@ def export_settings(config: ml_collections.ConfigDict, weights_path: str) -> str
     model preset, then each model or data field (image and heatmap size, dataset,
     keypoints) the preset does not set that differs from ``config``."""
     import json
-
-    from hrgan_jax.models import PRESET_WIDTHS, hrnet_config
     path = os.path.join(os.path.dirname(os.path.abspath(weights_path)), "config.json")
     try:
         with open(path) as f:
@@ -107,9 +105,9 @@ def export_settings(config: ml_collections.ConfigDict, weights_path: str) -> str
     preset = model.get("name")
     flags = []
     base = json.loads(config.model.to_json_best_effort())
-    if preset != config.model.name and preset in PRESET_WIDTHS:
+    if preset != config.model.name and preset in models.PRESET_WIDTHS:
         flags.append(f"--config=configs/default.py:{preset}")
-        base = json.loads(hrnet_config(preset).to_json_best_effort())
+        base = json.loads(models.hrnet_config(preset).to_json_best_effort())
     here_data = json.loads(config.data.to_json_best_effort())
     differ = _differences(model, base, "model", skip=_TRAINING_ONLY)
     differ += _differences({k: data[k] for k in _NETWORK_DATA_FIELDS if k in data},
@@ -142,7 +140,9 @@ def restore_generator(config: ml_collections.ConfigDict, workdir: str,
     from hrgan_jax import checkpoints, evaluation, parallel, state as state_lib, trainer
     directory = os.path.join(workdir, "checkpoints")
     if not os.path.isdir(directory):
-        raise FileNotFoundError(f"{workdir} has no checkpoints/ directory: is it a training workdir?")
+        raise checkpoints.CheckpointError(
+            f"{workdir} has no checkpoints/ directory, so it is not a training run: give the "
+            f"--workdir of a training run, or --weights=FILE")
     ckpt = checkpoints.Checkpoints(directory, every_steps=1, keep=1 << 30,
                                    best_metric=evaluation.best_metric(config) or None,
                                    async_save=False)
@@ -150,7 +150,10 @@ def restore_generator(config: ml_collections.ConfigDict, workdir: str,
         step = ckpt.best_step() if which == "best" else None
         step = ckpt.latest_step() if step is None else step
         if step is None:
-            raise FileNotFoundError(f"no complete checkpoint in {ckpt.directory}")
+            raise checkpoints.CheckpointError(
+                f"{ckpt.directory}: no complete checkpoint yet (the run saves one every "
+                f"config.checkpoint.every_steps steps and at its end): train longer, or give "
+                f"--weights=FILE")
         g_tx, d_tx, _, _ = state_lib.optimizers(config, steps_per_epoch=1)
         mesh = parallel.make_mesh(jax.local_devices()[:1])
         state, _ = ckpt.restore(step, trainer.abstract_state(config, g_tx, d_tx, mesh))

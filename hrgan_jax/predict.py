@@ -67,7 +67,7 @@ def read_image(path: str) -> np.ndarray:
     upright as its EXIF orientation says (a photo from a phone is predicted as it is seen;
     the dataset pipelines, like the official code, ignore EXIF orientation).  A missing,
     truncated, undecodable or oversized file raises PredictError naming it."""
-    from data_pipeline import pipeline
+    from data_pipeline import pipeline  # TensorFlow, the pipelines' decoder: only when reading
     from data_pipeline.records import DataError
     if not os.path.isfile(path):
         raise PredictError(f"{path}: no such image file")

@@ -131,3 +131,13 @@ def test_compare_summarises_each_variant_over_its_seeds():
                run("HRNet", 1, [32.0], None)]
     assert compare.by_variant(repeats[:2]).splitlines()[2].startswith("| HRNet | 2, all seed 0 |")
     assert compare.by_variant(repeats).splitlines()[2].startswith("| HRNet | 3, seeds 0 (x2), 1 |")
+
+
+def test_compare_names_a_broken_config_json(tmp_path):
+    (tmp_path / "config.json").write_text('{"seed": 0, "adversarial": {')  # cut short
+    with pytest.raises(compare.CompareError, match=r"config.json: cannot read the run's config "
+                       r"\(JSONDecodeError: .*\); the trainer writes it at the start"):
+        compare.read_run(str(tmp_path))
+    (tmp_path / "config.json").write_text("[1, 2]")
+    with pytest.raises(compare.CompareError, match="expected the run's config"):
+        compare.read_run(str(tmp_path))

@@ -18,6 +18,7 @@ import numpy as np
 from absl import logging
 
 from hrgan_jax import inference, keypoints, parallel
+from hrgan_jax.evaluation import coco
 
 
 def _gather(x) -> np.ndarray:
@@ -187,7 +188,6 @@ def _best_people(best: dict | None, host: dict, coords, maxvals, in_vis: float) 
     first rows of the gathered coords and maxvals are this process's)."""
     n = len(host["image"])
     maxvals = np.asarray(maxvals)[:n]
-    from hrgan_jax.evaluation import coco
     scores = coco.rescore(np.concatenate([np.zeros(maxvals.shape[:-1] + (2,)), maxvals], -1),
                           np.asarray(host["score"]), in_vis)
     scores = np.where(np.asarray(host["valid"]).astype(bool), scores, -np.inf)
