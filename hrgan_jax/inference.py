@@ -106,7 +106,7 @@ def export_settings(config: ml_collections.ConfigDict, weights_path: str) -> str
     flags = []
     base = json.loads(config.model.to_json_best_effort())
     if preset != config.model.name and preset in models.PRESET_WIDTHS:
-        flags.append(f"--config=configs/default.py:{preset}")
+        flags.append(f"--config=default:{preset}")
         base = json.loads(models.hrnet_config(preset).to_json_best_effort())
     here_data = json.loads(config.data.to_json_best_effort())
     differ = _differences(model, base, "model", skip=_TRAINING_ONLY)

@@ -38,23 +38,30 @@ Modes:
             of --workdir (best/latest checkpoint) or --weights (give the --config it was
             trained with).  Person boxes come from --boxes (COCO results-format
             detections naming each image by file_name, or by image_id for COCO-style
-            numeric file names; boxes scoring below config.data.image_threshold are
-            dropped); without --boxes each image is one person, the whole image its box.
+            numeric file names; a detector makes them: the README says how; boxes
+            scoring below config.predict.box_threshold, 0.5, are dropped); without
+            --boxes each image is one person, the whole image its box.
             Boxes follow the rules of the dataset reader (bbox [x, y, w, h] with w, h > 0,
             numeric score).  Each box is cropped as in evaluation (flip test included).
             Images are turned upright by their EXIF orientation first (the training and
             evaluation pipelines ignore it, as the official code does).  Writes
             keypoints.pose.json (COCO keypoint results, plus file_name and bbox) and
-            <image name>.pose.png with the skeletons drawn (joints scoring at least
+            <image name>.pose.png with each person's box and skeleton (joints scoring at least
             config.eval.draw_threshold, 0.2), into --out or beside the input, and says how
-            many joints it drew.  A missing or undecodable image, or a box naming an image
-            that is not among the inputs, stops with an error naming the file.
-
+            many joints it drew.  Images are decoded as the pipelines decode them (a
+            16-bit PNG included).  A missing, undecodable or too large image, or a box
+            naming an image that is not among the inputs, stops with an error naming
+            the file.
   compare   Compare training runs (--workdirs=A,B,...; finished or still running): writes
-            compare.md (one row per run: variant from its config.json, seed, best and
+            compare.md (one row per run: variant from its config.json and the workdir's
+            name, seed, best and
             final AP or PCKh with their steps, the per-part figures, k_t and the
             adversary's share of G's gradient) and compare.png (the evaluation metric
             against steps, one line per run) into --out (default: the current directory).
+
+A refusal is one line on stderr, "error: ..." naming the flag, field or file and the fix:
+exit status 2 for a command-line mistake, 1 for bad input (a file, record or weights).
+--mode=MODE --help shows what that mode takes.
 
 Examples:
   hrgan-jax --mode=synth --config=synthetic --config.data.root=/tmp/synth
@@ -68,20 +75,36 @@ Examples:
 """
 from __future__ import annotations
 
-import importlib.util
 import os
+import re
 import sys
+import textwrap
+from typing import NoReturn
 
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from hrgan_jax import configs
+from data_pipeline.records import DataError
+from hrgan_jax import config_checks, configs
 
 MODES = ("train", "evaluate", "export", "check", "synth", "predict", "compare")
 
-def _usage_error(message: str) -> None:
-    sys.stderr.write(f"FATAL Flags parsing error: {message}\n"
-                     "Pass --helpshort or --helpfull to see help on flags.\n")
+def _usage_error(message: str) -> NoReturn:
+    """A command-line mistake (a flag, a config field or file): one line on stderr, exit
+    status 2; --help (with --mode=MODE: that mode's part) says what each mode takes."""
+    sys.stderr.write(f"error: {' '.join(str(message).split())}\n")
+    sys.exit(2)
+
+
+def _data_error(error: Exception) -> NoReturn:
+    """Bad input (a file, record, checkpoint or weights): 'error: ' and the message, naming
+    it, on stderr, exit status 1; weights that do not fit keep their key list below."""
+    from hrgan_jax.weights import WeightsMismatchError
+    if isinstance(error, WeightsMismatchError):
+        first, *rest = str(error).splitlines()
+        sys.stderr.write("\n".join([f"error: {first}"] + rest) + "\n")
+    else:
+        sys.stderr.write(f"error: {' '.join(str(error).split())}\n")
     sys.exit(1)
 
 
@@ -134,30 +157,28 @@ def _with_config_file(argv) -> list[str]:
     return argv
 
 
-def _check_overrides(argv) -> None:
-    """An unknown --config.<path> as one line, before ml_collections applies the overrides
-    (it raises AttributeError/KeyError, which absl would show as a traceback).  The config
-    file is loaded here the way ml_collections does: FILE[:ARGUMENT], get_config(ARGUMENT)."""
+def _check_overrides(argv, strict: bool = True) -> None:
+    """The config file and its argument (an unknown preset or variant), an unknown
+    --config.<path> and a tuple field given twice, each as one line, before ml_collections
+    reads them (it raises AttributeError/KeyError or joins the tuples).  strict=False (at
+    import, where the overrides meet the default file): a file or argument that cannot be
+    loaded is left to _parse_flags."""
     overrides = [a for a in argv[1:] if a.startswith("--config.")]
-    if not overrides:
-        return
     i = _config_index(argv)
     try:
         spec = config_file(argv[i].removeprefix("--config=")) if i is not None else DEFAULT_CONFIG
-        path, _, argument = spec.partition(":")
-        module_spec = importlib.util.spec_from_file_location("_hrgan_config_file", path)
-        module = importlib.util.module_from_spec(module_spec)
-        module_spec.loader.exec_module(module)
-        config = module.get_config(argument) if argument else module.get_config()
-    except Exception:  # noqa: BLE001 - a bad name or broken file: reported by the parser, as usual
+        config = config_checks.load_config_file(spec)
+    except ValueError as e:  # config_file's unknown name, or a config_checks.ConfigError
+        if strict:
+            _usage_error(str(e))
         return
-    from hrgan_jax.config_checks import unknown_override
-    message = unknown_override(config, overrides)
+    message = (config_checks.unknown_override(config, overrides)
+               or config_checks.repeated_override(config, overrides))
     if message:
         _usage_error(message)
 
 
-_check_overrides(sys.argv)  # without --config=, ml_collections applies them at import
+_check_overrides(sys.argv, strict=False)  # without --config=, they meet the default at import
 try:
     config_flags.DEFINE_config_file(
         "config", DEFAULT_CONFIG,
@@ -169,7 +190,7 @@ except (AttributeError, KeyError) as e:  # an override _check_overrides could no
     _usage_error(f"a --config override: {e}")
 flags.DEFINE_enum("mode", None, MODES, "What to do; see the modes above.")
 flags.DEFINE_string("workdir", None, "train: the run's directory (created; resumed when it "
-                    "holds checkpoints). evaluate/export: the run whose checkpoint to use.")
+                    "holds checkpoints). evaluate/export/predict: the run whose checkpoint to use.")
 flags.DEFINE_enum("net", "generator", ["generator", "discriminator"],
                   "export to one file / check: which network.")
 flags.DEFINE_string("weights", None, "evaluate/export/check/predict: a weights file instead of a "
@@ -197,82 +218,200 @@ flags.DEFINE_integer("heartbeat_timeout_s", 60, "train, multi-process: seconds w
 FLAGS = flags.FLAGS
 
 
+# What a missing flag's value is, for the one line that asks for it.
+_WANTED = {"workdir": "DIR (the training run's directory)", "weights": "FILE",
+           "out": "DIR or FILE", "input": "IMAGE_OR_DIR (an image or a directory of images)"}
+
+
 def _require(name: str, mode: str) -> str:
     value = getattr(FLAGS, name)
     if not value:
-        raise app.UsageError(f"--mode={mode} needs --{name}")
+        raise app.UsageError(f"--mode={mode} needs --{name}={_WANTED.get(name, 'VALUE')} "
+                             f"(--mode={mode} --help: what it takes)")
     return value
+
+
+def _generator_source(mode: str) -> None:
+    if not (FLAGS.workdir or FLAGS.weights):
+        raise app.UsageError(f"--mode={mode} needs --workdir=RUN (a training run's directory) "
+                             f"or --weights=FILE (weights, or an exported generator.onnx / "
+                             f"generator_savedmodel)")
+
+
+def _check_writable(path: str, flag: str) -> None:
+    """A usage error for an output directory that cannot be one: a file, a path under a
+    file, or in a directory this user may not write (read-only); before any work."""
+    target = os.path.abspath(path)
+    existing = target
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        where = "is a file" if existing == target else f"lies under {existing}, a file"
+        raise app.UsageError(f"{flag}={path} {where}, not a directory: give a directory")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise app.UsageError(f"{flag}={path}: {existing} is read-only for this user: give a "
+                             f"directory you can write")
 
 
 def main(argv) -> None:
     if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments {argv[1:]}: give the mode as --mode=...")
+        _usage_error(f"unexpected arguments {argv[1:]}: give the mode as --mode=...")
     if FLAGS.mode is None:
-        raise app.UsageError(f"give --mode: one of {', '.join(MODES)} (see --help)")
+        _usage_error(f"give --mode: one of {', '.join(MODES)} (--help explains each)")
+    usage, data = _user_errors()
     try:
         _run(FLAGS.config, FLAGS.mode)
-    except _user_errors() as e:
-        # Bad input the message already explains (file, record, field): one line, no traceback.
-        sys.exit(f"error: {' '.join(str(e).split())}")
+    except usage as e:
+        _usage_error(str(e))
+    except data as e:  # bad input the message explains (file, record, field): no traceback
+        _data_error(e)
 
 
-def _user_errors() -> tuple[type, ...]:
-    from data_pipeline.records import DataError
-    from hrgan_jax.checkpoints import CheckpointError
+def _user_errors() -> tuple[tuple[type, ...], tuple[type, ...]]:
+    """(the usage errors: exit status 2, the data errors: 1) that main reports in one line;
+    any other exception is a bug and keeps its traceback."""
+    from hrgan_jax.checkpoints import CheckpointError  # orbax: only for the modes that use it
     from hrgan_jax.compare import CompareError
     from hrgan_jax.predict import PredictError
-    return DataError, CheckpointError, PredictError, CompareError
+    from hrgan_jax.weights import WeightsFileError, WeightsMismatchError
+    return ((app.UsageError, config_checks.ConfigError),
+            (DataError, CheckpointError, PredictError, CompareError, WeightsFileError,
+             WeightsMismatchError))
 
 
 def _run(config, mode: str) -> None:
     if mode == "synth":
         from hrgan_jax import cli
+        if config.data.root:
+            _check_writable(config.data.root, "--config.data.root")
         cli.synth(config)
     elif mode == "check":
         from hrgan_jax import cli
         sys.exit(cli.check(config, FLAGS.net, _require("weights", mode)))
     elif mode == "train":
+        workdir = _require("workdir", mode)
+        _check_writable(workdir, "--workdir")
         from hrgan_jax import parallel
         parallel.initialize(FLAGS.coordinator, FLAGS.num_processes, FLAGS.process_id,
                             FLAGS.heartbeat_timeout_s)
         from hrgan_jax import trainer
-        trainer.train_and_evaluate(config, _require("workdir", mode))
+        trainer.train_and_evaluate(config, workdir)
     elif mode == "evaluate":
         from hrgan_jax import cli
+        _generator_source(mode)
+        if FLAGS.out:
+            _check_writable(FLAGS.out, "--out")
         cli.evaluate(config, FLAGS.workdir, FLAGS.weights, FLAGS.checkpoint, FLAGS.out)
     elif mode == "export":
         from hrgan_jax import cli
-        cli.export(config, FLAGS.net, FLAGS.workdir, FLAGS.weights, _require("out", mode),
-                   FLAGS.checkpoint)
+        out = _require("out", mode)
+        one_file = out.lower().endswith((".safetensors", ".npz", ".pth"))
+        _check_writable(os.path.dirname(os.path.abspath(out)) if one_file else out, "--out")
+        cli.export(config, FLAGS.net, FLAGS.workdir, FLAGS.weights, out, FLAGS.checkpoint)
     elif mode == "compare":
         from hrgan_jax import compare
+        _check_writable(FLAGS.out or ".", "--out")
         md, png = compare.compare(FLAGS.workdirs or [], FLAGS.out or ".")
         print(open(md).read(), end="")
         print(f"wrote {md} and {png}")
     elif mode == "predict":
         from hrgan_jax import predict
-        predict.predict(config, _require("input", mode), FLAGS.boxes, FLAGS.workdir,
-                        FLAGS.weights, FLAGS.out, FLAGS.checkpoint)
+        input_path = _require("input", mode)
+        _generator_source(mode)
+        _check_writable(predict.output_dir(input_path, FLAGS.out), "--out")
+        predict.predict(config, input_path, FLAGS.boxes, FLAGS.workdir, FLAGS.weights,
+                        FLAGS.out, FLAGS.checkpoint)
 
 
 def _parse_flags(argv):
-    """absl's parser, with every command-line mistake as one line on stderr and exit
-    status 1: a flag value of the wrong type, an unknown --config.<path> and a config
-    value outside what the code accepts (hrgan_jax/config_checks.py).  --config's value is
-    made a file first (config_file)."""
+    """absl's parser, with every command-line mistake as one line on stderr (exit status
+    2): a flag value of the wrong type, an unknown --config name, file, argument or
+    --config.<path>, and a config value outside what the code accepts
+    (hrgan_jax/config_checks.py; a keypoints file it cannot read is bad data: 1).  --help
+    prints help_text and exits 0.  --config's value is made a file first (config_file)."""
+    _help_and_exit(argv)
     argv = _with_config_file(argv)
     _check_overrides(argv)
     try:
         argv = FLAGS(argv)
-        from hrgan_jax import config_checks
         config_checks.check(FLAGS.config)
     except flags.Error as e:
         _usage_error(str(e))
     except (AttributeError, KeyError) as e:  # an override _check_overrides could not judge
         _usage_error(f"a --config override: {e}")
-    except ValueError as e:
+    except DataError as e:
+        _data_error(e)
+    except ValueError as e:  # config_checks.ConfigError
         _usage_error(str(e))
     return _quiet_libraries(argv)
+
+
+# ---- help: the whole command, or one mode ---------------------------------------------------
+
+# The flags each mode reads (--config and its overrides: every mode but compare).
+MODE_FLAGS = {
+    "train": ("config", "workdir", "coordinator", "num_processes", "process_id",
+              "heartbeat_timeout_s"),
+    "evaluate": ("config", "workdir", "weights", "checkpoint", "out"),
+    "export": ("config", "workdir", "weights", "net", "checkpoint", "out"),
+    "check": ("config", "weights", "net"),
+    "synth": ("config",),
+    "predict": ("config", "input", "boxes", "workdir", "weights", "checkpoint", "out"),
+    "compare": ("workdirs", "out"),
+}
+HELP_FLAGS = ("--help", "-help", "-h", "--helpshort", "-helpshort", "--helpfull", "-helpfull",
+              "-?")
+_OVERRIDES_HELP = ("  --config.<path>=<value>: any field of the config, e.g. "
+                   "--config.train.steps=100\n    (configs/default.py lists every field, "
+                   "its default and its meaning)\n")
+
+
+def _help_and_exit(argv) -> None:
+    """--help, -h, --helpshort, --helpfull anywhere in argv: help_text (for --mode's mode,
+    when one is given) on stdout, exit status 0; --helpfull adds absl's own flags."""
+    given = [a for a in argv[1:] if a in HELP_FLAGS]
+    if not given:
+        return
+    mode = None
+    for i, arg in enumerate(argv[1:], start=1):
+        if arg.startswith("--mode="):
+            mode = arg.split("=", 1)[1]
+        elif arg == "--mode" and i + 1 < len(argv):
+            mode = argv[i + 1]
+    text = help_text(mode)
+    if any("full" in a for a in given):
+        text += "\nEvery flag, absl's included:\n" + FLAGS.get_help()
+    sys.stdout.write(text.rstrip("\n") + "\n")
+    sys.exit(0)
+
+
+def help_text(mode: str | None = None) -> str:
+    """The whole command's help (this module's docstring and every flag) or, for a mode,
+    that mode's part of the docstring, its examples and the flags it reads."""
+    if mode not in MODE_FLAGS:
+        names = ["mode"] + [n for n in FLAGS if n in sum(MODE_FLAGS.values(), ()) and n != "mode"]
+        unknown = f"(--mode={mode}: not a mode; choose one of {', '.join(MODES)})\n\n" if mode else ""
+        return (unknown + __doc__.rstrip() + "\n\nFlags:\n" + _flags_help(dict.fromkeys(names))
+                + _OVERRIDES_HELP)
+    modes, examples = __doc__.split("Modes:\n", 1)[1].split("\nA refusal is", 1)[0], \
+        __doc__.split("Examples:\n", 1)[1]
+    section = re.search(rf"^  {mode} .*?(?=^  [a-z]+  |\Z)", modes, re.S | re.M).group(0)
+    shown = [line for line in examples.splitlines() if f"--mode={mode} " in line + " "]
+    return (f"hrgan-jax --mode={mode}\n\n{section.rstrip()}\n\nExamples:\n"
+            + "\n".join(shown) + "\n\nFlags:\n" + _flags_help(MODE_FLAGS[mode])
+            + (_OVERRIDES_HELP if "config" in MODE_FLAGS[mode] else "")
+            + "\n(--help without --mode: every mode and flag)\n")
+
+
+def _flags_help(names) -> str:
+    lines = []
+    for name in names:
+        flag = FLAGS[name]
+        default = ("" if flag.default is None or name == "config"
+                   else f" (default: {flag.default_as_str})")
+        lines.append(f"  --{name}:{default}\n" + textwrap.fill(
+            flag.help, width=88, initial_indent="    ", subsequent_indent="    "))
+    return "\n".join(lines) + "\n"
 
 
 def _quiet_libraries(argv):
@@ -285,7 +424,7 @@ def _quiet_libraries(argv):
 
 def run() -> None:
     """The installed `hrgan-jax` command (pyproject.toml) and `python launch.py`."""
-    # absl's --help prints the __main__ module's docstring: the console script's wrapper
-    # and launch.py have none of their own.
+    # absl's usage messages print the __main__ module's docstring: the console script's
+    # wrapper and launch.py have none of their own (--help itself is help_text's).
     sys.modules["__main__"].__doc__ = __doc__
     app.run(main, flags_parser=_parse_flags)

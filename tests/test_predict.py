@@ -405,7 +405,7 @@ def test_predict_with_an_exported_model(exported, images_dir, tmp_path):
 def test_weights_of_another_network_name_what_the_export_holds(exported, tmp_path):
     """The export's own config.json beside the weights names the network they hold, as the
     --config flags that build it; a cut-short or empty msgpack is named as unreadable."""
-    from configs import default
+    from hrgan_jax.configs import default
     config, out, _ = exported
     for name in ("generator.msgpack", "generator.safetensors"):
         with pytest.raises(weights.WeightsMismatchError) as e:
@@ -413,7 +413,7 @@ def test_weights_of_another_network_name_what_the_export_holds(exported, tmp_pat
         assert str(e.value).splitlines()[0] == (
             f"{out / name} does not fit the configured generator (model 'micro'): "
             f"{out / 'config.json'} says it holds model 'small': rerun with "
-            f"--config=configs/default.py:small --config.data.image_size='(64, 64)' "
+            f"--config=default:small --config.data.image_size='(64, 64)' "
             f"--config.data.heatmap_size='(16, 16)'")
     lone = tmp_path / "g.msgpack"  # no config.json beside it
     lone.write_bytes((out / "generator.msgpack").read_bytes())
