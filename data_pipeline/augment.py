@@ -63,7 +63,7 @@ def decode_image(data: tf.Tensor) -> tf.Tensor:
                        [None, None, 3]))
 
 
-def _header_shape(data: tf.Tensor) -> tf.Tensor:
+def header_shape(data: tf.Tensor) -> tf.Tensor:
     """(height, width, 3) int64 without decoding the pixels: the JPEG header, or PNG's
     IHDR; other formats (BMP, GIF, ...) are decoded to learn their size."""
     def png():
@@ -82,7 +82,7 @@ def _header_shape(data: tf.Tensor) -> tf.Tensor:
 def image_shape(data: tf.Tensor, path: tf.Tensor) -> tf.Tensor:
     """(height, width, channels) from the image header; fails naming the file when the
     image is larger than MAX_SIDE on a side or MAX_PIXELS in all."""
-    shape = _header_shape(data)
+    shape = header_shape(data)
     ok = tf.logical_and(tf.reduce_max(shape[:2]) <= MAX_SIDE, shape[0] * shape[1] <= MAX_PIXELS)
     check = tf.debugging.Assert(ok, ["image too large (decompression-bomb guard: at most",
                                      MAX_SIDE, "px a side and", MAX_PIXELS, "pixels):", path,

@@ -149,7 +149,13 @@ def read_image(path: str) -> np.ndarray:
     bits as cv2.imread does), refused from its header when larger than augment.MAX_SIDE
     a side or augment.MAX_PIXELS in all.  A DataError naming the file otherwise."""
     try:
-        return _decode(path)
+        data = tf.io.read_file(path)
+        height, width = (int(v) for v in augment.header_shape(data).numpy()[:2])
+        if max(height, width) > augment.MAX_SIDE or height * width > augment.MAX_PIXELS:
+            raise DataError(f"{path}: image too large to decode safely: {width} x {height} px "
+                            f"(at most {augment.MAX_SIDE} px a side and {augment.MAX_PIXELS:,} "
+                            f"pixels in all, a decompression-bomb guard); make it smaller")
+        return augment.decode_image(data).numpy()
     except _DECODE_ERRORS as e:
         raise DataError(f"{path}: cannot decode the image: {tf_message(e)}") from None
 
