@@ -437,7 +437,7 @@ def test_help_per_mode_and_for_the_installed_command(monkeypatch, capsys):
 @pytest.mark.slow  # starts fresh interpreters
 def test_the_installed_commands_help_lists_the_flags_and_a_refusal_is_quick(tmp_path):
     """The console script's wrapper as __main__ (what `hrgan-jax --help` runs): the flags
-    are listed; a NaN learning rate is refused in a fresh interpreter in seconds."""
+    are listed; a NaN learning rate is refused in a fresh interpreter, nothing written."""
     import time
     wrapper = "import sys; from hrgan_jax.main import run; sys.argv[0] = 'hrgan-jax'; run()"
     r = run("-c", wrapper, "--help")
@@ -448,8 +448,9 @@ def test_the_installed_commands_help_lists_the_flags_and_a_refusal_is_quick(tmp_
     took = time.perf_counter() - began
     assert r.returncode == 2 and r.stderr.startswith("error: config.optim.g_lr = nan"), r.stderr
     assert not (tmp_path / "run").exists()
+    # Nearly all of it is importing JAX and Flax: ~3 s on a quiet 2-core machine, 22-25 s at a
+    # load average of 11; the check itself takes milliseconds (the in-process test: < 5 s).
     print(f"a NaN learning rate refused in {took:.1f} s (a fresh interpreter, imports included)")
-    assert took < 15, took  # about 3 s on a quiet 2-core machine
 
 
 @pytest.mark.slow  # compiles two networks in a subprocess: ~20 s on a CPU
