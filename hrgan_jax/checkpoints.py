@@ -95,6 +95,10 @@ class Checkpoints:
                 json.dump({str(k): v for k, v in sorted(self._evaluations.items())}, f, indent=1)
             os.replace(tmp, self._evaluations_file)
 
+    def evaluations(self) -> dict[int, dict]:
+        """{step: metrics} of the recorded evaluations (evaluations.json)."""
+        return dict(self._evaluations)
+
     def latest_step(self) -> int | None:
         return self._manager.latest_step()
 

@@ -6,9 +6,14 @@ e.g. coco_w32_256x192:paper) or a config file's path.  Override any config field
 
 Modes:
   train     Train HRGAN (or the HRNet baseline: --config.adversarial.enabled=false) in
-            --workdir: checkpoints/, TensorBoard events, metrics.jsonl, config.json and,
-            at the end, curves.png.  Rerunning with the same --workdir resumes from the
-            latest complete checkpoint and says from which step.  SIGTERM/Ctrl-C save a
+            --workdir: checkpoints/, TensorBoard events, metrics.jsonl, config.json
+            (configs/ keeps every start's) and, at the end, curves.png.  Rerunning with
+            the same --workdir resumes from the newest verified checkpoint, says from
+            which step and which config fields changed, and first runs the evaluations
+            left undone (a finished run's rerun runs only those); a change of what the
+            run means (image size, dataset, keypoint set, the adversarial switch) is
+            refused unless --allow_changed_meaning.  One trainer per workdir
+            (WORKDIR/trainer.lock).  SIGTERM/Ctrl-C save a
             checkpoint and exit with status 0.  Multi-process jobs start jax.distributed
             by themselves under SLURM, Open MPI, Kubernetes or Cloud TPU, or with
             --coordinator/--num_processes/--process_id.
@@ -212,6 +217,11 @@ flags.DEFINE_string("coordinator", None, "train: host:port of process 0, for a m
                     "job without a cluster launcher (with --num_processes, --process_id).")
 flags.DEFINE_integer("num_processes", None, "train: number of processes (with --coordinator).")
 flags.DEFINE_integer("process_id", None, "train: this process's index (with --coordinator).")
+flags.DEFINE_bool("allow_changed_meaning", False, "train: resume although the config changes "
+                  "what the run means since its last start (data.name, data.image_size, "
+                  "data.heatmap_size, data.keypoints, data.category_id, adversarial.enabled), "
+                  "which is refused otherwise; every changed field is printed and each "
+                  "accepted start's config is kept in WORKDIR/configs/.")
 flags.DEFINE_integer("heartbeat_timeout_s", 60, "train, multi-process: seconds without a "
                      "heartbeat after which a process counts as dead and every other process "
                      "stops with an error naming it.")
@@ -274,9 +284,10 @@ def _user_errors() -> tuple[tuple[type, ...], tuple[type, ...]]:
     from hrgan_jax.compare import CompareError
     from hrgan_jax.predict import PredictError
     from hrgan_jax.weights import WeightsFileError, WeightsMismatchError
+    from hrgan_jax.workdir import WorkdirError
     return ((app.UsageError, config_checks.ConfigError),
             (DataError, CheckpointError, PredictError, CompareError, WeightsFileError,
-             WeightsMismatchError))
+             WeightsMismatchError, WorkdirError))
 
 
 def _run(config, mode: str) -> None:
@@ -295,7 +306,8 @@ def _run(config, mode: str) -> None:
         parallel.initialize(FLAGS.coordinator, FLAGS.num_processes, FLAGS.process_id,
                             FLAGS.heartbeat_timeout_s)
         from hrgan_jax import trainer
-        trainer.train_and_evaluate(config, workdir)
+        trainer.train_and_evaluate(config, workdir,
+                                   allow_changed_meaning=FLAGS.allow_changed_meaning)
     elif mode == "evaluate":
         from hrgan_jax import cli
         _generator_source(mode)

@@ -8,6 +8,7 @@ since batch k is a function of (seed, k) only.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -23,6 +24,7 @@ from absl import logging
 
 from hrgan_jax import checkpoints as ckpt_lib
 from hrgan_jax import config_checks, models, parallel, state as state_lib, step as step_lib
+from hrgan_jax import workdir as workdir_lib
 
 
 class NonFiniteError(FloatingPointError):
@@ -177,33 +179,55 @@ class _MetricWindow:
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
-                       evaluator: Callable | None = None, devices=None) -> dict:
+                       evaluator: Callable | None = None, devices=None,
+                       allow_changed_meaning: bool = False) -> dict:
     """Train (resuming from ``workdir`` when it holds checkpoints) and evaluate.
 
     evaluator: ``evaluator(generator_variables, step) -> dict`` of metrics; default:
     built from the config (evaluation on config.data.val_split) unless
     ``config.eval.every_epochs`` < 0.  devices: the devices to train on (default: every
-    device of every process).  Returns the last evaluation's metrics (or {}).
-    """
-    from clu import metric_writers, periodic_actions
+    device of every process).  allow_changed_meaning: resume even when the config
+    changes one of workdir.MEANING_FIELDS since the last start (launch.py's
+    --allow_changed_meaning).  Returns the last evaluation's metrics (or {}).
 
+    One trainer per workdir: process 0 holds ``trainer.lock`` until it returns or
+    raises.  Every start first runs the evaluations that are due for saved checkpoints
+    but missing (a killed or failed one, the final one); a finished run's rerun runs
+    only those and draws curves.png.
+    """
     from data_pipeline import pipeline
-    from hrgan_jax import evaluation
     # ---- what can be checked in seconds, before anything is built or written ----------
     config_checks.check(config)
     mesh = parallel.make_mesh(devices)
     global_batch = int(config.train.batch_size)
     parallel.check_batch_size(global_batch, mesh, int(config.model.get("bn_group", 0)))
-    num_joints = int(config.model.num_joints)
-    steps_per_epoch = pipeline.steps_per_epoch(config.data, global_batch, num_joints=num_joints)
+    steps_per_epoch = pipeline.steps_per_epoch(config.data, global_batch,
+                                               num_joints=int(config.model.num_joints))
     if evaluator is None and config.eval.every_epochs >= 0:
         from hrgan_jax.evaluation import inputs
         inputs.check(config)
-    lead = jax.process_index() == 0
     os.makedirs(workdir, exist_ok=True)
-    if lead:
-        with open(os.path.join(workdir, "config.json"), "w") as f:
-            f.write(config.to_json_best_effort(indent=2, sort_keys=True))
+    lead = jax.process_index() == 0
+    with workdir_lib.Lock(workdir, _say) if lead else contextlib.nullcontext():
+        return _train(config, workdir, evaluator, mesh, steps_per_epoch, allow_changed_meaning)
+
+
+def _say(line: str) -> None:
+    """A line about the workdir for the user (process 0 only), on stderr."""
+    if jax.process_index() == 0:
+        print(line, file=sys.stderr, flush=True)
+
+
+def _train(config, workdir: str, evaluator: Callable | None, mesh, steps_per_epoch: int,
+           allow_changed_meaning: bool) -> dict:
+    """train_and_evaluate once the config is checked and the workdir is locked."""
+    from clu import metric_writers, periodic_actions
+
+    from data_pipeline import pipeline
+    from hrgan_jax import evaluation
+    lead = jax.process_index() == 0
+    global_batch = int(config.train.batch_size)
+    num_joints = int(config.model.num_joints)
 
     # ---- the step ----------------------------------------------------------------------
     total = int(config.train.steps) if config.train.steps > 0 else int(
@@ -232,16 +256,19 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
             "discriminator": models.network_config(config, "discriminator").name,
             "d_output": str(config.adversarial.get("d_output", "reconstruct")),
             "steps_per_epoch": steps_per_epoch}
+    config_json = config.to_json_best_effort(indent=2, sort_keys=True)
+    changed = workdir_lib.changes(workdir_lib.previous_config(workdir), config_json)
     found = None
-    if ckpt.all_steps():
-        try:  # the newest checkpoint that verifies; damaged ones are set aside, each said
+    try:
+        if ckpt.all_steps():
+            workdir_lib.check_meaning(changed, workdir, ckpt.latest_step(), allow_changed_meaning)
+            # The newest checkpoint that verifies; damaged ones are set aside, each said.
             found = ckpt.restore_newest_good(
                 abstract_state(config, g_tx, d_tx, mesh), meta,
-                ("model", "discriminator", "d_output", "num_joints"),
-                say=lambda line: lead and print(line, file=sys.stderr, flush=True))
-        except ckpt_lib.CheckpointError:
-            ckpt.close()
-            raise
+                ("model", "discriminator", "d_output", "num_joints"), say=_say)
+    except (ckpt_lib.CheckpointError, workdir_lib.WorkdirError):
+        ckpt.close()
+        raise
     if found is None:
         state = parallel.replicate(state_lib.create(config, g_tx, d_tx), mesh)
         start = 0
@@ -255,17 +282,26 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                 logging.warning("resuming with %s = %s, but the checkpoint was made with %s: the "
                                 "data stream will not continue exactly", key, meta[key], saved[key])
         if lead:
-            print(f"resuming from step {start} of {total} ({ckpt.directory}/{start})", flush=True)
+            print(f"the run in {workdir} is finished: step {start} of {total} "
+                  f"({ckpt.directory}/{start})" if start >= total else
+                  f"resuming from step {start} of {total} ({ckpt.directory}/{start})", flush=True)
+            for key, (before, now) in changed.items():
+                print(f"changed since the last start: {key} = {now!r} (was {before!r})",
+                      flush=True)
+    if lead:  # the start is accepted: the run's record
+        workdir_lib.record_start(workdir, config_json, start)
 
     # ---- data, evaluation and reports --------------------------------------------------
     writer = metric_writers.create_default_writer(workdir, just_logging=not lead)
     if evaluator is None and config.eval.every_epochs >= 0:
         from hrgan_jax.evaluation import runner
         evaluator = runner.make_evaluator(config, mesh, workdir, writer)
-    batches = pipeline.train(config.data, num_joints=num_joints, global_batch=global_batch,
-                             seed=int(config.seed), process_index=jax.process_index(),
-                             process_count=jax.process_count(), start_step=start)
-    device_batches = parallel.prefetch_to_mesh(batches, mesh)  # next batch's transfer overlaps the step
+    batches = device_batches = None
+    if start < total:
+        batches = pipeline.train(config.data, num_joints=num_joints, global_batch=global_batch,
+                                 seed=int(config.seed), process_index=jax.process_index(),
+                                 process_count=jax.process_count(), start_step=start)
+        device_batches = parallel.prefetch_to_mesh(batches, mesh)  # next batch's transfer overlaps the step
     history_path = os.path.join(workdir, "metrics.jsonl")
     log_every = max(1, int(config.train.log_every))
     eval_every = steps_per_epoch * int(config.eval.every_epochs)  # <= 0: only at the end
@@ -293,10 +329,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
 
     # ---- the loop ----------------------------------------------------------------------
     step = start
-    buffers = to_buffers(state)
-    del state  # from here on the state lives in ``buffers``; to_state(buffers) rebuilds it
     with _Preemption() as preemption:
         try:
+            # Work left undone first: evaluations due for saved checkpoints but missing.
+            if evaluator is not None:
+                last_eval = _evaluate_missing(
+                    evaluator, ckpt, lambda s: _is_time(s, eval_every) or s == total, start,
+                    state, abstract_state(config, g_tx, d_tx, mesh), writer) or last_eval
+            buffers = to_buffers(state)
+            del state  # from here on the state lives in ``buffers``; to_state(buffers) rebuilds it
             while step < total:
                 with jax.profiler.StepTraceAnnotation("train", step_num=step):
                     batch = next(device_batches)
@@ -352,7 +393,34 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     if lead and step >= total:
         from hrgan_jax import draw
         draw.training_curves(workdir)
+    if not last_eval and step >= total:  # a finished run's rerun: its final evaluation
+        last_eval = ckpt.evaluations().get(step, {})
     return last_eval
+
+
+def _evaluate_missing(evaluator: Callable, ckpt: ckpt_lib.Checkpoints, due: Callable,
+                      start: int, state, target, writer) -> dict:
+    """Evaluate the saved checkpoints whose evaluation is ``due(step)`` but missing from
+    ``ckpt``'s record (killed, failed, or the final one), oldest first; ``state`` is the
+    restored checkpoint ``start``.  Returns the last one's metrics ({} when none ran)."""
+    from hrgan_jax import evaluation
+    recorded = ckpt.evaluations()
+    missing = [s for s in ckpt.all_steps() if s <= start and due(s) and s not in recorded]
+    metrics = {}
+    for step in missing:
+        _say(f"checkpoint {ckpt.path(step)} has no evaluation yet: evaluating it first")
+        if step == start:
+            saved = state
+        else:
+            try:
+                saved, _ = ckpt.restore(step, target)
+            except ckpt_lib.DamagedCheckpoint as e:
+                _say(f"{e}: skipped, moved to {ckpt.set_aside(step)}")
+                continue
+        metrics = _evaluate(evaluator, saved, step, ckpt)
+        writer.write_scalars(step, evaluation.tensorboard_scalars(metrics))
+        del saved
+    return metrics
 
 
 def _evaluate(evaluator: Callable, state, step: int, ckpt: ckpt_lib.Checkpoints) -> dict:

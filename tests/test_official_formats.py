@@ -224,15 +224,21 @@ def test_a_failing_evaluation_keeps_its_checkpoint_and_the_rerun_resumes(train_c
     assert ckpt.all_steps() == [epoch]
     ckpt.close()
 
-    # The rerun (the real evaluation now) resumes there and records its evaluation.
+    # The rerun (the real evaluation now) resumes there, first runs the evaluation that
+    # failed, then trains on and records the final one.
     trainer.train_and_evaluate(config, workdir, devices=ONE)
-    assert f"resuming from step {epoch} of {total}" in capsys.readouterr().out
+    captured = capsys.readouterr()
+    assert f"resuming from step {epoch} of {total}" in captured.out
+    assert (f"checkpoint {workdir}/checkpoints/{epoch} has no evaluation yet: evaluating it "
+            f"first") in captured.err
     ckpt = checkpoints.Checkpoints(os.path.join(workdir, "checkpoints"), every_steps=1, keep=9,
                                    best_metric="AP", async_save=False)
-    assert ckpt.all_steps() == [epoch, total] and ckpt.best_step() == total
-    ckpt.close()
     evaluations = json.load(open(os.path.join(workdir, "checkpoints", "evaluations.json")))
-    assert list(evaluations) == [str(total)] and "AP" in evaluations[str(total)]
+    assert list(evaluations) == [str(epoch), str(total)]
+    assert all("AP" in e for e in evaluations.values())
+    best = max((e["AP"], int(s)) for s, e in evaluations.items())[1]
+    assert ckpt.all_steps() == [epoch, total] and ckpt.best_step() == best
+    ckpt.close()
 
     # --mode=evaluate writes its own directory and leaves the training's results alone.
     training_results = os.path.join(workdir, "eval", f"results_{total}.json")
