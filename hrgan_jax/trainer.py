@@ -238,8 +238,9 @@ def _train(config, workdir: str, evaluator: Callable | None, mesh, steps_per_epo
     # On accelerators the step takes and returns the state as a few flat buffers
     # (state_lib.FlatLayout): handing ~5,500 leaves to every call would cost the host more
     # than a GPU step's tenth.  On the CPU the pytree compiles in half the time.
-    layout = (state_lib.FlatLayout(abstract_state(config, g_tx, d_tx, mesh))
-              if flat_state(config, mesh) else state_lib.TreeLayout())
+    target = abstract_state(config, g_tx, d_tx, mesh)
+    layout = (state_lib.FlatLayout(target) if flat_state(config, mesh)
+              else state_lib.TreeLayout())
     jit_step = jax.jit(layout.step(train_step), in_shardings=(rep, batch_sharding),
                        out_shardings=(rep, rep), donate_argnums=0)
     to_buffers = jax.jit(layout.ravel, out_shardings=rep)
@@ -264,8 +265,7 @@ def _train(config, workdir: str, evaluator: Callable | None, mesh, steps_per_epo
             workdir_lib.check_meaning(changed, workdir, ckpt.latest_step(), allow_changed_meaning)
             # The newest checkpoint that verifies; damaged ones are set aside, each said.
             found = ckpt.restore_newest_good(
-                abstract_state(config, g_tx, d_tx, mesh), meta,
-                ("model", "discriminator", "d_output", "num_joints"), say=_say)
+                target, meta, ("model", "discriminator", "d_output", "num_joints"), say=_say)
     except (ckpt_lib.CheckpointError, workdir_lib.WorkdirError):
         ckpt.close()
         raise
@@ -311,6 +311,7 @@ def _train(config, workdir: str, evaluator: Callable | None, mesh, steps_per_epo
     timing = periodic_actions.ReportProgress(num_train_steps=total, every_secs=60)
     window = _MetricWindow(config.train.nan_policy, global_batch, ckpt)
     last_eval: dict = {}
+    evaluated = 0  # evaluations left undone that this start ran
 
     def report(step: int) -> None:
         """One report per log step: TensorBoard and the log (the writer), metrics.jsonl,
@@ -333,9 +334,9 @@ def _train(config, workdir: str, evaluator: Callable | None, mesh, steps_per_epo
         try:
             # Work left undone first: evaluations due for saved checkpoints but missing.
             if evaluator is not None:
-                last_eval = _evaluate_missing(
+                evaluated, last_eval = _evaluate_missing(
                     evaluator, ckpt, lambda s: _is_time(s, eval_every) or s == total, start,
-                    state, abstract_state(config, g_tx, d_tx, mesh), writer) or last_eval
+                    state, target, writer)
             buffers = to_buffers(state)
             del state  # from here on the state lives in ``buffers``; to_state(buffers) rebuilds it
             while step < total:
@@ -390,7 +391,8 @@ def _train(config, workdir: str, evaluator: Callable | None, mesh, steps_per_epo
                 batches_close()
             ckpt.close()
             writer.flush()
-    if lead and step >= total:
+    curves = os.path.join(workdir, "curves.png")
+    if lead and step >= total and (step > start or evaluated or not os.path.exists(curves)):
         from hrgan_jax import draw
         draw.training_curves(workdir)
     if not last_eval and step >= total:  # a finished run's rerun: its final evaluation
@@ -399,14 +401,14 @@ def _train(config, workdir: str, evaluator: Callable | None, mesh, steps_per_epo
 
 
 def _evaluate_missing(evaluator: Callable, ckpt: ckpt_lib.Checkpoints, due: Callable,
-                      start: int, state, target, writer) -> dict:
+                      start: int, state, target, writer) -> tuple[int, dict]:
     """Evaluate the saved checkpoints whose evaluation is ``due(step)`` but missing from
     ``ckpt``'s record (killed, failed, or the final one), oldest first; ``state`` is the
-    restored checkpoint ``start``.  Returns the last one's metrics ({} when none ran)."""
+    restored checkpoint ``start``.  Returns how many ran and the last one's metrics."""
     from hrgan_jax import evaluation
     recorded = ckpt.evaluations()
     missing = [s for s in ckpt.all_steps() if s <= start and due(s) and s not in recorded]
-    metrics = {}
+    metrics, ran = {}, 0
     for step in missing:
         _say(f"checkpoint {ckpt.path(step)} has no evaluation yet: evaluating it first")
         if step == start:
@@ -419,8 +421,9 @@ def _evaluate_missing(evaluator: Callable, ckpt: ckpt_lib.Checkpoints, due: Call
                 continue
         metrics = _evaluate(evaluator, saved, step, ckpt)
         writer.write_scalars(step, evaluation.tensorboard_scalars(metrics))
+        ran += 1
         del saved
-    return metrics
+    return ran, metrics
 
 
 def _evaluate(evaluator: Callable, state, step: int, ckpt: ckpt_lib.Checkpoints) -> dict:

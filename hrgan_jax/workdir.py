@@ -175,8 +175,11 @@ def check_meaning(changed: dict[str, tuple], workdir: str, step: int, allowed: b
 def record_start(workdir: str, config_json: str, step: int) -> str:
     """Write an accepted start's config: ``config.json`` and ``configs/<step>-<time>.json``
     (its path is returned)."""
-    kept = os.path.join(workdir, CONFIGS_DIR, f"{step}-{time.strftime('%Y%m%d-%H%M%S')}.json")
-    os.makedirs(os.path.dirname(kept), exist_ok=True)
+    stem = os.path.join(workdir, CONFIGS_DIR, f"{step}-{time.strftime('%Y%m%d-%H%M%S')}")
+    os.makedirs(os.path.dirname(stem), exist_ok=True)
+    kept, n = stem + ".json", 1
+    while os.path.exists(kept):  # two starts within a second
+        kept, n = f"{stem}-{n}.json", n + 1
     for path in (kept, os.path.join(workdir, CONFIG_FILE)):
         tmp = path + ".tmp"
         with open(tmp, "w") as f:

@@ -466,3 +466,164 @@ def test_damaged_checkpoints_are_set_aside_and_the_run_resumes_from_the_newest_g
         f"checkpoint {ckpt_dir / '7'}: its meta cannot be read (Expecting property name "
         f"enclosed in double quotes: line 1 column 2 (char 1))"]
     assert _complete(ckpt_dir) == [2, 4, 6] and len(os.listdir(tmp_path / "checkpoints-damaged")) == 5
+
+
+# ---- one trainer per workdir ------------------------------------------------------------
+
+def test_a_second_trainer_is_refused_naming_the_holder_and_a_dead_ones_lock_is_taken_over(
+        train_coco_root, tmp_path):
+    """A trainer finds the workdir locked by another (live) process: refused in one line
+    naming the holder, before anything is built or written.  The lock of a process that
+    is gone, or whose process id now belongs to a later process, is taken over with a
+    line saying so; one held on another host is refused (it cannot be checked)."""
+    import socket
+
+    from hrgan_jax import workdir
+    config = train_config(**{"data.root": train_coco_root, "train.steps": 2,
+                                  "eval.every_epochs": -1})
+    host, lock_file = socket.gethostname(), tmp_path / workdir.LOCK_FILE
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from hrgan_jax import "
+                               "workdir; workdir.Lock(sys.argv[1]).acquire(); print(flush=True); "
+                               "time.sleep(600)", str(tmp_path)],
+                              cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    try:
+        holder.stdout.readline()  # the lock is held
+        since = json.loads(lock_file.read_text())["since"]
+        with pytest.raises(workdir.WorkdirError) as e:
+            trainer.train_and_evaluate(config, str(tmp_path), devices=ONE)
+        assert str(e.value) == (
+            f"{tmp_path} is being trained by process {holder.pid} on this host since {since} "
+            f"({lock_file}): one trainer per workdir; wait for it, stop it, or train in "
+            f"another --workdir")
+        assert os.listdir(tmp_path) == [workdir.LOCK_FILE]  # nothing built or written
+    finally:
+        holder.kill()
+        holder.wait()
+
+    lines = []
+    lock = workdir.Lock(str(tmp_path), lines.append)
+    lock.acquire()  # the killed holder's lock
+    assert lines == [f"taking over {lock_file}: its trainer (process {holder.pid} on {host}, "
+                     f"since {since}) is no longer running"]
+    assert json.loads(lock_file.read_text())["pid"] == os.getpid()
+    lock.release()
+    assert not lock_file.exists()
+    # A live process id whose process started after the lock was written: reused.
+    lock_file.write_text(json.dumps({"pid": os.getpid(), "host": host, "started": "1",
+                                     "since": "then"}))
+    with workdir.Lock(str(tmp_path), lines.append):
+        assert lines[-1].startswith(f"taking over {lock_file}: its trainer (process "
+                                    f"{os.getpid()} on {host}, since then)")
+    lock_file.write_text(json.dumps({"pid": 1, "host": "node-7", "since": "then"}))
+    with pytest.raises(workdir.WorkdirError, match="by process 1 on host node-7 since then .*"
+                       "if that process is gone, delete the lock file"):
+        workdir.Lock(str(tmp_path)).acquire()
+    assert json.loads(lock_file.read_text())["host"] == "node-7"  # left alone
+
+
+# ---- work left undone, the run's record ----------------------------------------------------
+
+def _scoring(fail_at=None):
+    """An evaluator scoring a checkpoint AP = step / 10 (so the last is best), failing at
+    ``fail_at`` as a killed or failed evaluation would: nothing recorded for that step.
+    ``.steps`` lists the steps it was asked to evaluate."""
+    def evaluate(variables, step):
+        evaluate.steps.append(step)
+        if step == fail_at:
+            raise RuntimeError(f"the evaluation at step {step} was cut short")
+        return {"AP": step / 10}
+    evaluate.steps = []
+    return evaluate
+
+
+def _record(workdir) -> tuple[str, list[str]]:
+    """config.json's bytes and the kept configs of every accepted start."""
+    return ((workdir / "config.json").read_text(), sorted(os.listdir(workdir / "configs")))
+
+
+@pytest.mark.slow
+def test_a_finished_run_whose_final_evaluation_failed_only_finishes_and_the_record_holds(
+        train_coco_root, tmp_path, capsys):
+    """The final evaluation fails (as a kill during it leaves the workdir: its checkpoint
+    saved, its evaluation not recorded): the rerun says the run is finished, evaluates
+    only that step, draws curves.png and trains nothing; evaluations.json then holds
+    every due step and the last is best.  (The same for a mid-run evaluation, with the
+    real evaluator: tests/test_official_formats.py::
+    test_a_failing_evaluation_keeps_its_checkpoint_and_the_rerun_resumes.)  The same
+    workdir then shows the run's record: a start refused for another D or for another
+    image size leaves config.json and configs/ as they were; an accepted resume prints
+    each changed field and keeps its config; --allow_changed_meaning lets the image
+    size change."""
+    from data_pipeline import pipeline
+    from hrgan_jax import checkpoints, workdir
+    config = train_config(**{"data.root": train_coco_root, "train.log_every": 2,
+                                  "checkpoint.every_steps": 1000, "eval.every_epochs": 1})
+    mid = pipeline.steps_per_epoch(config.data, 8)  # the end of epoch 1
+    config.train.steps = end = mid + 1
+    ckpt_dir = tmp_path / "checkpoints"
+
+    def evaluations() -> dict[int, dict]:
+        ckpt = checkpoints.Checkpoints(str(ckpt_dir), every_steps=1, keep=9, best_metric="AP")
+        try:
+            return {**ckpt.evaluations(), "best": ckpt.best_step()}
+        finally:
+            ckpt.close()
+
+    first = _scoring(fail_at=end)
+    with pytest.raises(RuntimeError, match=f"step {end} was cut short"):
+        trainer.train_and_evaluate(config, str(tmp_path), evaluator=first, devices=ONE)
+    assert first.steps == [mid, end] and _complete(ckpt_dir) == [mid, end]
+    assert evaluations() == {mid: {"AP": mid / 10}, "best": mid}
+    assert not (tmp_path / workdir.LOCK_FILE).exists()  # released on the way out
+    assert not (tmp_path / "curves.png").exists()
+    capsys.readouterr()
+
+    third = _scoring()
+    assert trainer.train_and_evaluate(config, str(tmp_path), evaluator=third,
+                                      devices=ONE) == {"AP": end / 10}
+    captured = capsys.readouterr()
+    assert f"the run in {tmp_path} is finished: step {end} of {end} ({ckpt_dir}/{end})" \
+        in captured.out
+    assert (f"checkpoint {ckpt_dir / str(end)} has no evaluation yet: evaluating it first"
+            in captured.err)
+    assert third.steps == [end] and not STEP_LINE.search(captured.out)  # nothing trained
+    assert evaluations() == {mid: {"AP": mid / 10}, end: {"AP": end / 10}, "best": end}
+    assert (tmp_path / "curves.png").is_file()
+    # The run's record: two accepted starts so far.
+    before = _record(tmp_path)
+    assert len(before[1]) == 2 and before[1][0].startswith("0-")
+    assert before[1][-1].startswith(f"{end}-")
+    other_d = config.copy_and_resolve_references()
+    other_d.adversarial.d_network = "tiny"
+    with pytest.raises(checkpoints.CheckpointError, match="discriminator = 'micro'"):
+        trainer.train_and_evaluate(other_d, str(tmp_path), evaluator=_scoring(), devices=ONE)
+    assert _record(tmp_path) == before
+    smaller = config.copy_and_resolve_references()
+    smaller.data.image_size, smaller.data.heatmap_size = (48, 48), (12, 12)
+    with pytest.raises(workdir.WorkdirError) as e:
+        trainer.train_and_evaluate(smaller, str(tmp_path), evaluator=_scoring(), devices=ONE)
+    assert str(e.value) == (
+        f"{tmp_path} was trained to step {end} with data.image_size = [64, 64] (this run: [48, 48]), "
+        f"data.heatmap_size = [16, 16] (this run: [12, 12]): resuming with this would change "
+        f"what the run means. Train in another --workdir, use the config it was made with, or "
+        f"pass --allow_changed_meaning to resume anyway.")
+    assert _record(tmp_path) == before and not (tmp_path / workdir.LOCK_FILE).exists()
+
+    capsys.readouterr()
+    config.optim.g_lr, config.train.log_every = 1e-4, 1
+    fourth = _scoring()
+    assert trainer.train_and_evaluate(config, str(tmp_path), evaluator=fourth,
+                                      devices=ONE) == {"AP": end / 10}
+    captured = capsys.readouterr()
+    assert fourth.steps == [] and "is finished" in captured.out  # nothing left to do
+    changed = [line for line in captured.out.splitlines()
+               if line.startswith("changed since the last start")]
+    assert changed == ["changed since the last start: optim.g_lr = 0.0001 (was 0.00025)",
+                       "changed since the last start: train.log_every = 1 (was 2)"]
+    after = _record(tmp_path)
+    assert json.loads(after[0])["optim"]["g_lr"] == 1e-4 and len(after[1]) == 3
+    trainer.train_and_evaluate(smaller, str(tmp_path), evaluator=_scoring(), devices=ONE,
+                               allow_changed_meaning=True)
+    assert "data.image_size = [48, 48] (was [64, 64])" in capsys.readouterr().out
+    assert json.loads(_record(tmp_path)[0])["data"]["image_size"] == [48, 48]
+    assert len(_record(tmp_path)[1]) == 4

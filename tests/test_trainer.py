@@ -130,6 +130,7 @@ def test_a_checkpoint_of_another_network_is_refused_naming_both(train_coco_root,
     assert "g_params.final_layer.kernel: checkpoint (1, 1, 4, 17), this run (3, 3, 4, 17)" \
         in str(e.value)
     assert os.listdir(tmp_path / "checkpoints") == ["3"]  # nothing lost or overwritten
+    assert sorted(os.listdir(tmp_path)) == ["checkpoints"]  # no config.json, the lock released
 
 
 @pytest.mark.slow  # compiles a train step or starts a fresh interpreter
