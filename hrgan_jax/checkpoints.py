@@ -17,8 +17,12 @@ them from there.
 """
 from __future__ import annotations
 
+import errno
 import json
+import logging as logging_std
 import os
+import shutil
+import threading
 import time
 import zlib
 from concurrent import futures
@@ -40,6 +44,10 @@ class DamagedCheckpoint(CheckpointError):
     """A checkpoint that is incomplete, cannot be read, or differs from what was saved."""
 
 
+class SaveError(CheckpointError):
+    """Writing a checkpoint failed (a full disk, an I/O error): the cause, in one line."""
+
+
 class Checkpoints:
     """The run's checkpoint directory.
 
@@ -58,7 +66,9 @@ class Checkpoints:
         self._evaluations = self._read_evaluations()
         self._writer = remove_partial
         self._verified: set[int] = set()  # restored and verified here
-        self._saved: list[int] = []  # saved here (the checksums are of the values written)
+        self._saved: list[int] = []  # saved here and on disk (checksums of the values written)
+        self._pending: list[int] = []  # saves handed to orbax, maybe still being written
+        self._failed = False  # a save failed (and SaveError said so)
         preserve = [policies.LatestN(n=max(1, keep))]
         if best_metric:
             preserve.append(_KeepBest(self))
@@ -135,11 +145,38 @@ class Checkpoints:
         args = ocp.args.Composite(state=ocp.args.StandardSave(state),
                                   meta=ocp.args.JsonSave(meta),
                                   checksums=ocp.args.JsonSave(checksums))
-        saved = self._manager.save(step, args=args, force=force)
+        try:  # orbax first waits for the previous save, whose failure surfaces here
+            saved = self._manager.save(step, args=args, force=force)
+        except Exception as e:  # noqa: BLE001 - whatever the file system or orbax raises
+            raise self._save_failed(e, self._pending or [step]) from e
+        self._done()  # the previous save completed
         if saved:
-            self._saved.append(step)
+            self._pending.append(step)
             logging.info("checkpoint: saving step %d to %s", step, self.directory)
         return saved
+
+    def _done(self) -> None:
+        self._saved += self._pending
+        self._pending = []
+
+    def _save_failed(self, e: BaseException, steps: list[int]) -> SaveError:
+        """The one-line error of a failed save: where, the cause (ENOSPC, EIO, ...), and
+        the last good checkpoint."""
+        self._pending, self._failed = [], True
+        _QUIET.failed = True
+        where = ", ".join(self.path(s) for s in steps) or self.directory
+        try:
+            free = f" ({shutil.disk_usage(self.directory).free:,} bytes free there)"
+        except OSError:
+            free = ""
+        return SaveError(f"saving checkpoint {where} failed: {io_error(e) or _first_line(e)}"
+                         f"{free}; the last good checkpoint is {self.good_so_far() or 'none yet'}")
+
+    def good_so_far(self) -> str | None:
+        """The newest checkpoint verified or known saved, without waiting for pending
+        saves (last_good() waits)."""
+        good = set(self._verified) | set(self._saved)
+        return self.path(max(good)) if good else None
 
     def path(self, step: int) -> str:
         return os.path.join(self.directory, str(step))
@@ -149,8 +186,7 @@ class Checkpoints:
         this run restored and verified, or one it saved (with the checksums of the values
         it wrote).  None when there is none."""
         self.wait()
-        steps = set(self._verified) | set(self._saved)
-        return self.path(max(steps)) if steps else None
+        return self.good_so_far()
 
     def meta(self, step: int) -> dict:
         """The JSON meta saved with checkpoint ``step`` (no array is read)."""
@@ -246,12 +282,24 @@ class Checkpoints:
         return None
 
     def wait(self) -> None:
-        """Block until pending asynchronous saves are on disk."""
-        self._manager.wait_until_finished()
+        """Block until pending asynchronous saves are on disk (SaveError when one failed)."""
+        try:
+            self._manager.wait_until_finished()
+        except Exception as e:  # noqa: BLE001 - whatever the file system or orbax raises
+            raise self._save_failed(e, self._pending) from e
+        self._done()
 
     def close(self) -> None:
-        self._manager.wait_until_finished()
-        self._manager.close()
+        """Wait for pending saves and release orbax's threads; after a SaveError, quietly
+        (orbax would raise the same failure again)."""
+        if not self._failed:
+            self.wait()
+            self._manager.close()
+            return
+        try:
+            self._manager.close()
+        except Exception:  # noqa: BLE001 - the failure SaveError reported
+            pass
 
 
 EVALUATIONS_FILE = "evaluations.json"
@@ -294,6 +342,54 @@ def _verify(path: str, state: Any, meta: dict, saved: dict, most: int = 5) -> No
         more = f" and {len(bad) - most} more" if len(bad) > most else ""
         raise DamagedCheckpoint(f"checkpoint {path}: {len(bad)} array(s) differ from what was "
                                 f"saved (checksum): {', '.join(bad[:most])}{more}")
+
+
+# The I/O errors a save meets, recognised in tensorstore's words too (its errors are not
+# OSErrors: "... Failed to write 114366 bytes to file 5: No space left on device").
+_SAVE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EROFS, errno.EACCES, errno.EPERM,
+                errno.ENOENT, errno.EFBIG, errno.EMFILE, errno.ENFILE)
+
+
+def io_error(e: BaseException) -> str | None:
+    """``ENOSPC: No space left on device`` for the I/O error in an exception's chain (an
+    OSError, or one in tensorstore's or TensorFlow's words), None when there is none."""
+    seen, cause = set(), e
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        code = cause.errno if isinstance(cause, OSError) else next(
+            (c for c in _SAVE_ERRNOS if os.strerror(c) in str(cause)), None)
+        if code in errno.errorcode:
+            return f"{errno.errorcode[code]}: {os.strerror(code)}"
+        cause = cause.__cause__ or cause.__context__
+    return None
+
+
+class _QuietBackgroundErrors(logging_std.Filter):
+    """A failed asynchronous write is logged with its traceback by each thread it passed
+    through (orbax's save threads, clu's TensorBoard writer: hundreds to thousands of
+    lines for one full disk) and raised to the caller too, where it becomes one line
+    (SaveError; the traceback stays on its chain).  Dropped: orbax's error records with
+    a traceback, other threads' records of an I/O error (ENOSPC, EIO, ...), and, once a
+    save failed, asyncio's "exception was never retrieved" records of the same error
+    (tensorstore's writes left behind, reported when they are collected)."""
+
+    failed = False  # a SaveError was raised in this process
+
+    def filter(self, record) -> bool:
+        if record.levelno < logging_std.ERROR or not record.exc_info:
+            return True
+        if f"{os.sep}orbax{os.sep}" in record.pathname:
+            return False
+        if io_error(record.exc_info[1]) is None:
+            return True
+        if record.name == "asyncio":
+            return not self.failed
+        return record.threadName == threading.main_thread().name
+
+
+_QUIET = _QuietBackgroundErrors()
+logging_std.getLogger("absl").addFilter(_QUIET)
+logging_std.getLogger("asyncio").addFilter(_QUIET)
 
 
 def _first_line(e: BaseException) -> str:

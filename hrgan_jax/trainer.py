@@ -329,7 +329,7 @@ def _train(config, workdir: str, evaluator: Callable | None, mesh, steps_per_epo
             print(_log_line(step, total, step / steps_per_epoch, summary), flush=True)
 
     # ---- the loop ----------------------------------------------------------------------
-    step = start
+    step, failed = start, False
     with _Preemption() as preemption:
         try:
             # Work left undone first: evaluations due for saved checkpoints but missing.
@@ -384,13 +384,25 @@ def _train(config, workdir: str, evaluator: Callable | None, mesh, steps_per_epo
             if lead and total_skipped:
                 print(f"{total_skipped} of {step} updates were skipped as non-finite "
                       f"(config.train.nan_policy=skip)", flush=True)
+        except ckpt_lib.SaveError:
+            failed = True
+            raise
+        except Exception as e:
+            failed = True
+            cause = ckpt_lib.io_error(e)  # a full disk, say, under metrics.jsonl or events
+            if cause is None:
+                raise
+            raise ckpt_lib.SaveError(f"writing to {workdir} failed: {cause}; the last good "
+                                     f"checkpoint is {ckpt.good_so_far() or 'none yet'}") from e
         finally:
             progress.close()
             batches_close = getattr(batches, "close", None)
             if batches_close:
                 batches_close()
-            ckpt.close()
-            writer.flush()
+            # After a failure (a full disk fails these too), the failure is what is said.
+            with contextlib.suppress(Exception) if failed else contextlib.nullcontext():
+                ckpt.close()
+                writer.flush()
     curves = os.path.join(workdir, "curves.png")
     if lead and step >= total and (step > start or evaluated or not os.path.exists(curves)):
         from hrgan_jax import draw

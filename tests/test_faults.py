@@ -4,6 +4,7 @@ non-finite steps under both NaN policies, and a two-process job losing a process
 The kill moments are random but seeded; a failure message shows the seed and the faults
 so far, and HRGAN_FAULT_SEED=<seed> replays it.
 """
+import errno
 import json
 import os
 import pathlib
@@ -627,3 +628,73 @@ def test_a_finished_run_whose_final_evaluation_failed_only_finishes_and_the_reco
     assert "data.image_size = [48, 48] (was [64, 64])" in capsys.readouterr().out
     assert json.loads(_record(tmp_path)[0])["data"]["image_size"] == [48, 48]
     assert len(_record(tmp_path)[1]) == 4
+
+
+# ---- a full disk ----------------------------------------------------------------------------
+
+def _mount_tmpfs(where, size: str) -> bool:
+    """Mount a tmpfs of ``size`` at ``where`` where this machine allows it (root)."""
+    os.makedirs(where, exist_ok=True)
+    return subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)],
+                          capture_output=True).returncode == 0
+
+
+@pytest.mark.slow
+def test_a_full_disk_while_saving_is_one_line_naming_the_checkpoint_the_cause_and_the_last_good(
+        train_coco_root, tmp_path, monkeypatch, caplog):
+    """The disk fills up after checkpoint 2 (a tmpfs filled by a file where the machine
+    allows mounting, else orbax's writes of checkpoint 4 fail with ENOSPC): the run
+    stops with one SaveError naming the checkpoint, the cause and the last good
+    checkpoint; orbax's background threads log no tracebacks; checkpoint 2 restores and
+    verifies, and the lock is released."""
+    from orbax.checkpoint._src.path import async_path
+
+    from hrgan_jax import checkpoints, workdir
+    disk = tmp_path / "disk"
+    mounted = _mount_tmpfs(disk, "16m")
+    run = disk / "run"
+    ckpt_dir = run / "checkpoints"
+    config = train_config(**{"data.root": train_coco_root, "train.steps": 6,
+                                  "train.log_every": 1, "checkpoint.every_steps": 2,
+                                  "checkpoint.keep": 3, "eval.every_epochs": -1})
+
+    def fill_after_checkpoint_2(index, batch):
+        if index == 5:  # read before the update to step 4
+            deadline = time.monotonic() + 120
+            while not (ckpt_dir / "2" / "commit_success.txt").exists():
+                assert time.monotonic() < deadline, "checkpoint 2 was not saved"
+                time.sleep(0.05)
+            if mounted:  # leave 64 KiB: the metrics lines fit, a checkpoint does not
+                free = shutil.disk_usage(disk).free
+                with open(disk / "filler", "wb") as f:
+                    f.write(b"\0" * max(0, free - 65536))
+        return batch
+
+    clean_write = async_path.write_text
+
+    async def full_disk(path, text):  # the simulation: checkpoint 4's files do not fit
+        if f"{os.sep}4." in str(path):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+        return await clean_write(path, text)
+
+    if not mounted:
+        monkeypatch.setattr(async_path, "write_text", full_disk)
+    edit_train_batches(monkeypatch, fill_after_checkpoint_2)
+    try:
+        with pytest.raises(checkpoints.SaveError) as e:
+            trainer.train_and_evaluate(config, str(run), devices=ONE)
+        # On a real disk the TensorBoard events may be the first write to fail.
+        failed = (f"saving checkpoint {re.escape(str(ckpt_dir / '4'))} failed: ENOSPC: No space "
+                  f"left on device \\([\\d,]+ bytes free there\\)")
+        if mounted:
+            failed = f"({failed}|writing to {re.escape(str(run))} failed: ENOSPC: No space left on device)"
+        assert re.fullmatch(f"{failed}; the last good checkpoint is "
+                            f"{re.escape(str(ckpt_dir / '2'))}", str(e.value)), str(e.value)
+        tracebacks = [r.getMessage() for r in caplog.records if r.exc_info]
+        assert not tracebacks, tracebacks
+        assert not (run / workdir.LOCK_FILE).exists()
+        assert _complete(ckpt_dir) == [2]
+        assert saved_states(config, run, [2])[2][1]["step"] == 2  # restores and verifies
+    finally:
+        if mounted:
+            subprocess.run(["umount", "--lazy", str(disk)], check=True)
