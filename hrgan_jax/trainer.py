@@ -1,6 +1,7 @@
 """train_and_evaluate(config, workdir): builds everything from the config and owns the loop.
 
-The workdir holds ``config.json`` (the config of the latest start), ``checkpoints/``
+The workdir holds ``trainer.lock`` while a trainer runs, ``config.json`` (the config of
+the latest accepted start; ``configs/`` keeps each one's: hrgan_jax/workdir.py), ``checkpoints/``
 (orbax), TensorBoard event files, ``metrics.jsonl`` (every logged point, for
 ``curves.png``) and, after training, ``curves.png``.  A rerun with the same workdir
 resumes from the latest complete checkpoint; the data stream resumes at the same batch,
