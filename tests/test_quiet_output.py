@@ -44,7 +44,7 @@ def test_restore_logs_no_metadata_warning(tmp_path, caplog):
                                 state)
         with caplog.at_level(logging.WARNING):
             restored, meta = ckpt.restore(1, abstract)
-        assert meta == {"step": 1}
+        assert meta == {"step": 1, "checksums": "crc32"}  # the meta as saved, with the integrity marker
         assert float(restored["a"].sum()) == 3.0
         assert not [r for r in caplog.records if r.levelno >= logging.WARNING], caplog.text
         # The shape check that reads the same metadata still names a mismatch.
