@@ -20,7 +20,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import jax  # noqa: E402
 
 from hrgan_jax.configs import coco_w32_256x192  # noqa: E402
-from hrgan_jax import checkpoints, parallel, state as state_lib, trainer  # noqa: E402
+from hrgan_jax import checkpoints, parallel, state as state_lib  # noqa: E402
 
 
 def _median(f, repeats: int) -> tuple[float, list[float]]:
@@ -59,7 +59,7 @@ def main() -> None:
         verify, verifies = _median(lambda: checkpoints._verify(
             where, state, {"step": 1, "checksums": "crc32"}, saved_sums), args.repeats)
         print(f"_verify (restore): median {verify:.3f} s of {[round(t, 3) for t in verifies]}")
-        target = trainer.abstract_state(config, g_tx, d_tx, mesh)
+        target = state_lib.abstract_state(config, g_tx, d_tx, mesh)
         start = time.perf_counter()
         ckpt.restore(1, target)  # verifies too
         restored = time.perf_counter() - start

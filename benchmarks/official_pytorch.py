@@ -67,7 +67,7 @@ def runtimes(cfg, variables, images_u8: np.ndarray, tmp: str):
     import jax
     import ml_collections
 
-    from hrgan_jax import inference, models, weights
+    from hrgan_jax import images, inference, models, weights
 
     _, _, height, width = images_u8.transpose(0, 3, 1, 2).shape
     config = ml_collections.ConfigDict({"model": cfg, "data": {"image_size": (width, height),
@@ -75,7 +75,7 @@ def runtimes(cfg, variables, images_u8: np.ndarray, tmp: str):
                                         "name": "coco"},
                                         "eval": {"flip_test": False, "shift_heatmap": True,
                                                  "post_process": True, "decode": "official"}})
-    x = np.asarray(inference.normalize_images(images_u8))
+    x = np.asarray(images.normalize_images(images_u8))
     out = {}
     for dtype in ("float32", "bfloat16"):
         c = cfg.copy_and_resolve_references()
@@ -136,7 +136,8 @@ def main(argv=None) -> None:
     import torch
     import yaml
 
-    from hrgan_jax import inference, models, weights
+    from hrgan_jax import models, weights
+    from hrgan_jax.images import normalize_images
 
     with open(os.path.join(args.hrnet_repo, args.yaml)) as f:
         model_cfg = yaml.safe_load(f)["MODEL"]
@@ -151,7 +152,7 @@ def main(argv=None) -> None:
 
     images_u8 = np.random.default_rng(1).integers(0, 256, (args.batch, height, width, 3),
                                                   dtype=np.uint8)
-    x = np.asarray(inference.normalize_images(images_u8))  # NHWC float32
+    x = np.asarray(normalize_images(images_u8))  # NHWC float32
     images = np.ascontiguousarray(x.transpose(0, 3, 1, 2))  # NCHW for PyTorch
     apply = jax.jit(ours.apply, static_argnames=("train", "mutable"))
     print(f"PyTorch {torch.__version__} ({torch.get_num_threads()} threads), jax {jax.__version__} "

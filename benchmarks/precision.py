@@ -26,7 +26,7 @@ import ml_collections  # noqa: E402
 import numpy as np  # noqa: E402
 
 from hrgan_jax import losses, models, weights  # noqa: E402
-from hrgan_jax.inference import normalize_images  # noqa: E402
+from hrgan_jax.images import normalize_images  # noqa: E402
 from hrgan_jax.models.discriminator import resize_to_heatmap  # noqa: E402
 from hrgan_jax.targets import heatmap_targets  # noqa: E402
 

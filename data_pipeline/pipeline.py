@@ -89,7 +89,7 @@ def _source(data_cfg, split: str, *, num_joints: int, training: bool):
     if data_cfg.source == "files":
         return _FileSource(read_records(data_cfg, split, num_joints=num_joints, training=training))
     if data_cfg.source == "tfds":
-        from data_pipeline.tfds import source as tfds_source
+        from data_pipeline.tfds import source as tfds_source  # TensorFlow Datasets: only for tfds
         return tfds_source.TfdsSource(data_cfg, split, num_joints=num_joints, training=training)
     raise ValueError(f"config.data.source must be 'files' or 'tfds', got {data_cfg.source!r}")
 

@@ -1,6 +1,7 @@
 """The work behind the command line's modes other than train (which is trainer.train_and_evaluate)."""
 from __future__ import annotations
 
+import json
 import os
 import time
 from typing import Any
@@ -8,14 +9,17 @@ from typing import Any
 import jax
 import ml_collections
 import numpy as np
+from flax import serialization
 
-from hrgan_jax import inference, models, weights
+from data_pipeline import keypoint_sets, synthetic
+from data_pipeline.records import split_names
+from hrgan_jax import inference, loader, models, onnx_export, parallel, saved_model, weights
+from hrgan_jax.evaluation import inputs, runner
 
 
 def synth(config: ml_collections.ConfigDict) -> dict:
     """Write the synthetic COCO- and MPII-format datasets under config.data.root; with
     config.data.keypoints, the COCO-format one labels that keypoint set's joints."""
-    from data_pipeline import synthetic
     root = config.data.root
     if not root:
         raise ValueError("--mode=synth needs --config.data.root=DIR (DIR/coco and DIR/mpii are written)")
@@ -30,7 +34,6 @@ def synth(config: ml_collections.ConfigDict) -> dict:
     # joints, under its own categories entry; its names are checked before any rendering.
     own = {}
     if config.data.get("keypoints", ""):
-        from data_pipeline import keypoint_sets
         kset = keypoint_sets.of_config(config.data)
         synthetic.figure_points_of(kset)
         own = {"keypoint_set": kset, "category_id": int(config.data.get("category_id", 1))}
@@ -63,7 +66,6 @@ def check(config: ml_collections.ConfigDict, net: str, weights_path: str) -> int
     count = sum(v.size for k, v in state_dict.items() if "running_" not in k)
     joints = ""
     if net == "generator":
-        from data_pipeline import keypoint_sets
         kset = keypoint_sets.of_config(config.data)
         joints = f", {kset.num_joints} heatmaps: the keypoint set {kset.describe()}"
     print(f"{weights_path}: fits the {net} ({len(state_dict)} tensors, {count:,} parameters"
@@ -87,20 +89,17 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str | None, weights_pat
              which: str = "best", out: str | None = None) -> dict:
     """Evaluate a generator; results (table JSON, COCO results / pred.mat) go to
     ``evaluation_dir(workdir, weights_path, out)``."""
-    from data_pipeline.records import split_names
-    from hrgan_jax import parallel
-    from hrgan_jax.evaluation import inputs, runner
     out_dir = evaluation_dir(workdir, weights_path, out)
     if workdir and os.path.abspath(out_dir) == os.path.abspath(os.path.join(workdir, "eval")):
         raise ValueError(f"--out={out}: that is the training's own evaluation directory; "
                          f"give another")
     inputs.check(config)
     predictor = None
-    if weights_path and inference.is_exported_model(weights_path):  # as it will be deployed
-        predictor, source, step = inference.load_predictor(config, None, weights_path)
+    if weights_path and loader.is_exported_model(weights_path):  # as it will be deployed
+        predictor, source, step = loader.load_predictor(config, None, weights_path)
         variables = None
     else:
-        variables, source, step = inference.generator_variables(config, workdir, weights_path,
+        variables, source, step = loader.generator_variables(config, workdir, weights_path,
                                                                 which)
     evaluator = runner.make_evaluator(config, parallel.make_mesh(), out_dir=out_dir,
                                       predictor=predictor)
@@ -131,11 +130,10 @@ def export(config: ml_collections.ConfigDict, net: str, workdir: str | None,
             source = f"a fresh initialisation (seed {config.seed})"
         _write_official(variables, config, net, out, source)
         return
-    variables, source, _ = inference.generator_variables(config, workdir, weights_path, which)
+    variables, source, _ = loader.generator_variables(config, workdir, weights_path, which)
     if single_file:
         _write_official(variables, config, "generator", out, source)
         return
-    from flax import serialization
     os.makedirs(out, exist_ok=True)
     msgpack_path = os.path.join(out, "generator.msgpack")
     tmp = msgpack_path + ".tmp"
@@ -149,11 +147,10 @@ def export(config: ml_collections.ConfigDict, net: str, workdir: str | None,
     print(f"wrote {msgpack_path} and {os.path.join(out, 'config.json')}")
     _write_onnx(config, variables, out)
     try:
-        import tensorflow  # noqa: F401  (only the SavedModel needs it)
+        import tensorflow  # noqa: F401  (optional: only the SavedModel needs it)
     except ImportError:
         print("skipped generator_savedmodel/: TensorFlow is not installed here")
         return
-    from hrgan_jax import saved_model
     sm = saved_model.write(config, variables, os.path.join(out, "generator_savedmodel"))
     print(f"wrote {sm}: TensorFlow SavedModel, uint8 crops -> heatmaps, keypoints, scores")
 
@@ -164,9 +161,6 @@ def config_json(config: ml_collections.ConfigDict) -> str:
     describes its outputs without the keypoints file it was trained with
     (--config.data.keypoints=EXPORT/config.json reads the set back); and ``export``: what
     the exported files compute in (eval.dtype; their weights are float32)."""
-    import json
-
-    from data_pipeline import keypoint_sets
     out = json.loads(config.to_json_best_effort())
     out["keypoint_set"] = keypoint_sets.of_config(config.data).to_json()
     out["export"] = dict(inference.export_metadata(config), weights_dtype="float32")
@@ -174,7 +168,6 @@ def config_json(config: ml_collections.ConfigDict) -> str:
 
 
 def _write_onnx(config, variables, out: str) -> None:
-    from hrgan_jax import onnx_export
     missing = onnx_export.available()
     if missing:
         print(f"skipped {onnx_export.FULL_NAME} and {onnx_export.HEATMAPS_NAME}: {missing}")

@@ -19,6 +19,7 @@ import math
 import os
 from typing import Iterable
 
+from data_pipeline import keypoint_sets
 from hrgan_jax import models
 from hrgan_jax.models.config import D_OUTPUTS, KERNEL_INITS, PRESET_WIDTHS
 
@@ -174,7 +175,6 @@ def keypoint_problems(config) -> list[str]:
     a keypoints file that cannot be read as one (its DataError, naming the file and the
     field), one given for a layout or source that has fixed joints, and model.num_joints
     not the set's number of joints."""
-    from data_pipeline import keypoint_sets
     try:
         data = config.data
         num_joints = int(config.model.num_joints)

@@ -14,6 +14,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from data_pipeline.joints import KeypointSet, get_skeleton
+from hrgan_jax import evaluation
 
 BOX_COLOR = (80, 200, 255)
 PRED_COLORS = {"left": (255, 150, 0), "right": (230, 30, 30), "centre": (255, 230, 0)}
@@ -211,8 +212,6 @@ def read_evaluations(workdir) -> dict[int, dict]:
 def read_history(workdir) -> dict:
     """name -> [(step, value), ...] of a training run: every number in metrics.jsonl
     (read_metrics) and, as 'eval/<name>', EVAL_CURVES from its evaluations."""
-    from hrgan_jax import evaluation
-
     history: dict[str, list] = {}
     for step, row in read_metrics(workdir).items():
         for name, value in row.items():

@@ -90,7 +90,10 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from data_pipeline.records import DataError
-from hrgan_jax import config_checks, configs
+from hrgan_jax import compare, config_checks, configs, parallel
+from hrgan_jax.compare import CompareError
+from hrgan_jax.weights import WeightsFileError, WeightsMismatchError
+from hrgan_jax.workdir import WorkdirError
 
 MODES = ("train", "evaluate", "export", "check", "synth", "predict", "compare")
 
@@ -104,7 +107,6 @@ def _usage_error(message: str) -> NoReturn:
 def _data_error(error: Exception) -> NoReturn:
     """Bad input (a file, record, checkpoint or weights): 'error: ' and the message, naming
     it, on stderr, exit status 1; weights that do not fit keep their key list below."""
-    from hrgan_jax.weights import WeightsMismatchError
     if isinstance(error, WeightsMismatchError):
         first, *rest = str(error).splitlines()
         sys.stderr.write("\n".join([f"error: {first}"] + rest) + "\n")
@@ -280,11 +282,8 @@ def main(argv) -> None:
 def _user_errors() -> tuple[tuple[type, ...], tuple[type, ...]]:
     """(the usage errors: exit status 2, the data errors: 1) that main reports in one line;
     any other exception is a bug and keeps its traceback."""
-    from hrgan_jax.checkpoints import CheckpointError  # orbax: only for the modes that use it
-    from hrgan_jax.compare import CompareError
-    from hrgan_jax.predict import PredictError
-    from hrgan_jax.weights import WeightsFileError, WeightsMismatchError
-    from hrgan_jax.workdir import WorkdirError
+    from hrgan_jax.checkpoints import CheckpointError  # deferred: orbax loads only for the mode run
+    from hrgan_jax.predict import PredictError  # deferred: orbax, TF load only for the mode run
     return ((app.UsageError, config_checks.ConfigError),
             (DataError, CheckpointError, PredictError, CompareError, WeightsFileError,
              WeightsMismatchError, WorkdirError))
@@ -292,42 +291,40 @@ def _user_errors() -> tuple[tuple[type, ...], tuple[type, ...]]:
 
 def _run(config, mode: str) -> None:
     if mode == "synth":
-        from hrgan_jax import cli
+        from hrgan_jax import cli  # deferred: orbax, TF load only for the mode run
         if config.data.root:
             _check_writable(config.data.root, "--config.data.root")
         cli.synth(config)
     elif mode == "check":
-        from hrgan_jax import cli
+        from hrgan_jax import cli  # deferred: orbax, TF load only for the mode run
         sys.exit(cli.check(config, FLAGS.net, _require("weights", mode)))
     elif mode == "train":
         workdir = _require("workdir", mode)
         _check_writable(workdir, "--workdir")
-        from hrgan_jax import parallel
         parallel.initialize(FLAGS.coordinator, FLAGS.num_processes, FLAGS.process_id,
                             FLAGS.heartbeat_timeout_s)
-        from hrgan_jax import trainer
+        from hrgan_jax import trainer  # deferred: orbax, TF load only for the mode run
         trainer.train_and_evaluate(config, workdir,
                                    allow_changed_meaning=FLAGS.allow_changed_meaning)
     elif mode == "evaluate":
-        from hrgan_jax import cli
+        from hrgan_jax import cli  # deferred: orbax, TF load only for the mode run
         _generator_source(mode)
         if FLAGS.out:
             _check_writable(FLAGS.out, "--out")
         cli.evaluate(config, FLAGS.workdir, FLAGS.weights, FLAGS.checkpoint, FLAGS.out)
     elif mode == "export":
-        from hrgan_jax import cli
+        from hrgan_jax import cli  # deferred: orbax, TF load only for the mode run
         out = _require("out", mode)
         one_file = out.lower().endswith((".safetensors", ".npz", ".pth"))
         _check_writable(os.path.dirname(os.path.abspath(out)) if one_file else out, "--out")
         cli.export(config, FLAGS.net, FLAGS.workdir, FLAGS.weights, out, FLAGS.checkpoint)
     elif mode == "compare":
-        from hrgan_jax import compare
         _check_writable(FLAGS.out or ".", "--out")
         md, png = compare.compare(FLAGS.workdirs or [], FLAGS.out or ".")
         print(open(md).read(), end="")
         print(f"wrote {md} and {png}")
     elif mode == "predict":
-        from hrgan_jax import predict
+        from hrgan_jax import predict  # deferred: orbax, TF load only for the mode run
         input_path = _require("input", mode)
         _generator_source(mode)
         _check_writable(predict.output_dir(input_path, FLAGS.out), "--out")

@@ -6,7 +6,7 @@
 Each person is cropped exactly as evaluation crops it: box -> centre/scale by the
 official rule (fit to the input's aspect ratio, x1.25), one affine warp
 (cv2.warpAffine, INTER_LINEAR, as the data pipeline) to config.data.image_size, the
-generator in eval mode with the flip test (``inference.load_predictor``: JAX with
+generator in eval mode with the flip test (``loader.load_predictor``: JAX with
 BatchNorm folded, or an exported ONNX/SavedModel model), peaks and
 the inverse affine (``keypoints.to_image_coords``).  Without boxes each image is one
 person whose box is the whole image.  With boxes, people are rescored (box score x mean
@@ -27,7 +27,17 @@ import json
 import os
 from typing import Iterable
 
+import cv2
 import numpy as np
+from PIL import Image
+
+from data_pipeline import keypoint_sets
+from data_pipeline.affine import box_to_center_scale, get_affine_transform
+from data_pipeline.coco import check_box_in_image, detection
+from data_pipeline.records import DataError
+from hrgan_jax import draw as draw_lib
+from hrgan_jax import keypoints, loader
+from hrgan_jax.evaluation import coco
 
 # What the pipelines' decoder reads (data_pipeline.pipeline.read_image).
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
@@ -67,8 +77,7 @@ def read_image(path: str) -> np.ndarray:
     upright as its EXIF orientation says (a photo from a phone is predicted as it is seen;
     the dataset pipelines, like the official code, ignore EXIF orientation).  A missing,
     truncated, undecodable or oversized file raises PredictError naming it."""
-    from data_pipeline import pipeline  # TensorFlow, the pipelines' decoder: only when reading
-    from data_pipeline.records import DataError
+    from data_pipeline import pipeline  # TensorFlow (the pipelines' decoder): only when reading
     if not os.path.isfile(path):
         raise PredictError(f"{path}: no such image file")
     try:
@@ -81,7 +90,6 @@ def read_image(path: str) -> np.ndarray:
 def _upright(image: np.ndarray, path: str) -> np.ndarray:
     """image turned as the file's EXIF orientation tag says (PIL's exif_transpose; only
     the header is read)."""
-    from PIL import Image
     try:
         with Image.open(path) as im:
             orientation = im.getexif().get(0x0112, 1)
@@ -111,8 +119,6 @@ def read_boxes(boxes_path: str, paths: list[str], threshold: float = 0.0,
     names).  An entry naming an image that is not among the inputs, or (with the images'
     (width, height) ``sizes``) a box wholly outside its image, is an error naming both.
     """
-    from data_pipeline.coco import check_box_in_image, detection
-    from data_pipeline.records import DataError
     try:
         with open(boxes_path) as f:
             entries = json.load(f)
@@ -171,9 +177,6 @@ def whole_image_people(sizes: Iterable[tuple[int, int]]) -> list[Person]:
 def crop(image: np.ndarray, center, scale, image_size) -> np.ndarray:
     """The network's input for one person: the evaluation crop (cv2.warpAffine, bilinear,
     zero border) of image (H, W, 3) uint8 -> (h, w, 3) uint8."""
-    import cv2
-
-    from data_pipeline.affine import get_affine_transform
     trans = get_affine_transform(center, scale, 0, image_size)
     return cv2.warpAffine(image, trans, (int(image_size[0]), int(image_size[1])),
                           flags=cv2.INTER_LINEAR)
@@ -183,17 +186,13 @@ def run(config, predictor, paths: list[str], people: list[Person] | None = None,
         images: list[np.ndarray] | None = None) -> list[dict]:
     """Keypoints for the people of the images: COCO results entries, best first per image.
 
-    predictor: ``inference.load_predictor``'s, crops uint8 (B, H, W, 3) -> (coords
+    predictor: ``loader.load_predictor``'s, crops uint8 (B, H, W, 3) -> (coords
     (B, J, 2) heatmap px, maxvals (B, J, 1)).
 
     people: None = one whole-image person per image.  images: the decoded images (read
     from paths when None).  Each entry: image_id, file_name, category_id 1, keypoints
     [x, y, score] * J in image pixels, score (rescored), bbox, center, scale.
     """
-    from data_pipeline import keypoint_sets
-    from data_pipeline.affine import box_to_center_scale
-    from hrgan_jax import keypoints
-    from hrgan_jax.evaluation import coco
 
     if images is None:
         images = [read_image(p) for p in paths]
@@ -264,7 +263,6 @@ def draw(image: np.ndarray, results: list[dict], dataset,
     """(image with every result's skeleton, the number of joints drawn): joints scoring
     below threshold are left out.  dataset: 'coco', 'mpii' or a KeypointSet.  boxes: also
     each person's box, labelled with its rescored score."""
-    from hrgan_jax import draw as draw_lib
     drawn = 0
     for r in results:
         if boxes:
@@ -279,10 +277,7 @@ def predict(config, input_path: str, boxes: str | None = None, workdir: str | No
             weights_path: str | None = None, out: str | None = None,
             which: str = "best") -> str:
     """The whole of --mode=predict; returns the JSON's path."""
-    from PIL import Image
 
-    from data_pipeline import keypoint_sets
-    from hrgan_jax import inference
 
     kset = keypoint_sets.of_config(config.data)
     paths = list_images(input_path)
@@ -295,7 +290,7 @@ def predict(config, input_path: str, boxes: str | None = None, workdir: str | No
         people = [p for p in every if p.score >= threshold]
         found = (f", {len(people)} of the {len(every)} box(es) in {boxes} (those scoring >= "
                  f"config.predict.box_threshold = {threshold:g})")
-    predictor, source, _ = inference.load_predictor(config, workdir, weights_path, which)
+    predictor, source, _ = loader.load_predictor(config, workdir, weights_path, which)
     print(f"predicting {len(paths)} image(s) with {source}{found}", flush=True)
     results = run(config, predictor, paths, people, images)
     directory = output_dir(input_path, out)

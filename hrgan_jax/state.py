@@ -17,7 +17,7 @@ import ml_collections
 import optax
 from absl import logging
 
-from hrgan_jax import models, weights
+from hrgan_jax import models, parallel, weights
 
 
 @flax.struct.dataclass
@@ -181,3 +181,11 @@ def abstract(config: ml_collections.ConfigDict, g_tx, d_tx) -> GANState:
         return from_variables(config, g_module.init(key, g_input), d_module.init(key, d_input),
                               g_tx, d_tx)
     return jax.eval_shape(build)
+
+
+def abstract_state(config: ml_collections.ConfigDict, g_tx, d_tx, mesh) -> GANState:
+    """``abstract``'s shapes and dtypes, replicated over ``mesh``: the target a checkpoint
+    is restored into, placed as the trainer holds the state."""
+    sharding = parallel.replicated(mesh)
+    return jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sharding),
+                        abstract(config, g_tx, d_tx))

@@ -33,7 +33,7 @@ import optax
 
 from data_pipeline import keypoint_sets
 from hrgan_jax import losses, models
-from hrgan_jax.inference import normalize_images
+from hrgan_jax.images import normalize_images
 from hrgan_jax.models.discriminator import resize_to_heatmap
 from hrgan_jax.state import GANState
 from hrgan_jax.targets import heatmap_targets

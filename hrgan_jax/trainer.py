@@ -22,21 +22,17 @@ import jax
 import ml_collections
 import numpy as np
 from absl import logging
+from clu import metric_writers, periodic_actions
 
+from data_pipeline import pipeline
 from hrgan_jax import checkpoints as ckpt_lib
-from hrgan_jax import config_checks, models, parallel, state as state_lib, step as step_lib
-from hrgan_jax import workdir as workdir_lib
+from hrgan_jax import config_checks, draw, evaluation, models, parallel
+from hrgan_jax import state as state_lib, step as step_lib, workdir as workdir_lib
+from hrgan_jax.evaluation import inputs, runner
 
 
 class NonFiniteError(FloatingPointError):
     """A loss or gradient was NaN or Inf (the update was not applied)."""
-
-
-def abstract_state(config, g_tx, d_tx, mesh) -> Any:
-    """The train state's shapes, dtypes and (replicated) shardings, without computing it."""
-    sharding = parallel.replicated(mesh)
-    return jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sharding),
-                        state_lib.abstract(config, g_tx, d_tx))
 
 
 class _Preemption:
@@ -196,7 +192,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     but missing (a killed or failed one, the final one); a finished run's rerun runs
     only those and draws curves.png.
     """
-    from data_pipeline import pipeline
     # ---- what can be checked in seconds, before anything is built or written ----------
     config_checks.check(config)
     mesh = parallel.make_mesh(devices)
@@ -205,7 +200,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     steps_per_epoch = pipeline.steps_per_epoch(config.data, global_batch,
                                                num_joints=int(config.model.num_joints))
     if evaluator is None and config.eval.every_epochs >= 0:
-        from hrgan_jax.evaluation import inputs
         inputs.check(config)
     os.makedirs(workdir, exist_ok=True)
     lead = jax.process_index() == 0
@@ -222,10 +216,6 @@ def _say(line: str) -> None:
 def _train(config, workdir: str, evaluator: Callable | None, mesh, steps_per_epoch: int,
            allow_changed_meaning: bool) -> dict:
     """train_and_evaluate once the config is checked and the workdir is locked."""
-    from clu import metric_writers, periodic_actions
-
-    from data_pipeline import pipeline
-    from hrgan_jax import evaluation
     lead = jax.process_index() == 0
     global_batch = int(config.train.batch_size)
     num_joints = int(config.model.num_joints)
@@ -239,7 +229,7 @@ def _train(config, workdir: str, evaluator: Callable | None, mesh, steps_per_epo
     # On accelerators the step takes and returns the state as a few flat buffers
     # (state_lib.FlatLayout): handing ~5,500 leaves to every call would cost the host more
     # than a GPU step's tenth.  On the CPU the pytree compiles in half the time.
-    target = abstract_state(config, g_tx, d_tx, mesh)
+    target = state_lib.abstract_state(config, g_tx, d_tx, mesh)
     layout = (state_lib.FlatLayout(target) if flat_state(config, mesh)
               else state_lib.TreeLayout())
     jit_step = jax.jit(layout.step(train_step), in_shardings=(rep, batch_sharding),
@@ -295,7 +285,6 @@ def _train(config, workdir: str, evaluator: Callable | None, mesh, steps_per_epo
     # ---- data, evaluation and reports --------------------------------------------------
     writer = metric_writers.create_default_writer(workdir, just_logging=not lead)
     if evaluator is None and config.eval.every_epochs >= 0:
-        from hrgan_jax.evaluation import runner
         evaluator = runner.make_evaluator(config, mesh, workdir, writer)
     batches = device_batches = None
     if start < total:
@@ -406,7 +395,6 @@ def _train(config, workdir: str, evaluator: Callable | None, mesh, steps_per_epo
                 writer.flush()
     curves = os.path.join(workdir, "curves.png")
     if lead and step >= total and (step > start or evaluated or not os.path.exists(curves)):
-        from hrgan_jax import draw
         draw.training_curves(workdir)
     if not last_eval and step >= total:  # a finished run's rerun: its final evaluation
         last_eval = ckpt.evaluations().get(step, {})
@@ -418,7 +406,6 @@ def _evaluate_missing(evaluator: Callable, ckpt: ckpt_lib.Checkpoints, due: Call
     """Evaluate the saved checkpoints whose evaluation is ``due(step)`` but missing from
     ``ckpt``'s record (killed, failed, or the final one), oldest first; ``state`` is the
     restored checkpoint ``start``.  Returns how many ran and the last one's metrics."""
-    from hrgan_jax import evaluation
     recorded = ckpt.evaluations()
     missing = [s for s in ckpt.all_steps() if s <= start and due(s) and s not in recorded]
     metrics, ran = {}, 0

@@ -32,7 +32,7 @@ import ml_collections
 import numpy as np
 
 from hrgan_jax import models
-from hrgan_jax.models.hrnet import BatchNorm
+from hrgan_jax.models.hrnet import BN_EPS, BatchNorm
 
 _IGNORED_SUFFIXES = (".num_batches_tracked",)  # PyTorch bookkeeping; unused with a fixed momentum
 
@@ -327,8 +327,6 @@ def fold_batch_norm(variables: Mapping[str, Any], cfg: ml_collections.ConfigDict
     float64 and stored as float32, so the folded network equals the unfolded one to
     float32 rounding.
     """
-    from hrgan_jax.models.hrnet import BN_EPS
-
     def copy(tree):
         return ({k: copy(v) for k, v in tree.items()} if isinstance(tree, Mapping)
                 else np.asarray(jax.device_get(tree)))

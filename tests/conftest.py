@@ -160,9 +160,9 @@ def free_port() -> int:
 def saved_states(config, workdir, steps=None) -> dict:
     """{step: (state on the host, meta)} of the checkpoints in ``workdir``/checkpoints
     (``steps``: those steps; default: all), restored for one device."""
-    from hrgan_jax import checkpoints, parallel, state as state_lib, trainer
+    from hrgan_jax import checkpoints, parallel, state as state_lib
     g_tx, d_tx, _, _ = state_lib.optimizers(config, steps_per_epoch=1)
-    target = trainer.abstract_state(config, g_tx, d_tx, parallel.make_mesh(jax.devices()[:1]))
+    target = state_lib.abstract_state(config, g_tx, d_tx, parallel.make_mesh(jax.devices()[:1]))
     ckpt = checkpoints.Checkpoints(os.path.join(workdir, "checkpoints"), every_steps=1,
                                    keep=100, async_save=False)
     try:

@@ -9,6 +9,7 @@ import pytest
 
 from conftest import random_batch, train_config, trained_scale_start
 from hrgan_jax import compare, losses, models, state as state_lib, step as step_lib, trainer
+from hrgan_jax.images import normalize_images
 from hrgan_jax.targets import heatmap_targets
 
 ONE = jax.devices()[:1]
@@ -40,7 +41,7 @@ def test_the_step_reports_the_content_gradient_it_pulls_back():
     # The same quantity from first principles: d(0.5 mean((w (H_hat - H))^2))/dH_hat.
     h_hat, _ = models.generator(config.model).apply(
         {"params": state.g_params, "batch_stats": state.g_stats},
-        step_lib.normalize_images(batch["image"]), train=True, mutable=["batch_stats"])
+        normalize_images(batch["image"]), train=True, mutable=["batch_stats"])
     targets, weight = heatmap_targets(batch["joints"], batch["joints_vis"],
                                       tuple(config.data.image_size),
                                       tuple(config.data.heatmap_size), float(config.data.sigma))

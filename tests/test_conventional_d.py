@@ -72,7 +72,7 @@ def test_image_d_step_against_an_independent_computation():
     after, m = jax.jit(step_lib.make_train_step(config, g_tx, d_tx, g_lr, d_lr))(start, batch)
     after, m = jax.device_get((after, m))
 
-    from hrgan_jax.inference import normalize_images
+    from hrgan_jax.images import normalize_images
     from hrgan_jax.targets import heatmap_targets
     images = normalize_images(batch["image"])
     data = config.data
@@ -115,7 +115,7 @@ def test_joint_d_losses_and_gradients_against_an_independent_computation():
     config = _gan_config("joint", "lsgan")
     start = state_lib.create(config, *state_lib.optimizers(config, steps_per_epoch=2)[:2])
     batch = random_batch(1)
-    from hrgan_jax.inference import normalize_images
+    from hrgan_jax.images import normalize_images
     images = normalize_images(batch["image"])
     h = jnp.asarray(np.random.default_rng(2).uniform(0, 1, (8, 16, 16, 17)), jnp.float32)
     logits = _logits_fn(config, images)

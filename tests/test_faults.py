@@ -456,7 +456,7 @@ def test_damaged_checkpoints_are_set_aside_and_the_run_resumes_from_the_newest_g
     lines = []
     try:
         step, _, meta = ckpt.restore_newest_good(
-            trainer.abstract_state(config, g_tx, d_tx, parallel.make_mesh(ONE)),
+            state_lib.abstract_state(config, g_tx, d_tx, parallel.make_mesh(ONE)),
             {"model": "micro"}, ("model",), say=lines.append)
     finally:
         ckpt.close()

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from conftest import small_config
-from hrgan_jax import inference, weights
+from hrgan_jax import inference, loader, weights
+from hrgan_jax.images import normalize_images
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +35,7 @@ def test_fold_batch_norm_structure(small):
 def test_folded_network_equals_the_unfolded_one_to_float32_rounding(small):
     config, variables = small
     folded = inference.fold(config, variables)
-    x = inference.normalize_images(
+    x = normalize_images(
         np.random.default_rng(0).integers(0, 256, (2, 64, 64, 3), dtype=np.uint8))
     want = np.asarray(jax.jit(inference.apply_fn(config))(variables, x))
     got = np.asarray(jax.jit(inference.apply_fn(config, folded=True))(folded, x))
@@ -71,7 +72,7 @@ def test_an_exported_model_is_not_weights(tmp_path):
     config = small_config()
     (tmp_path / "generator.onnx").write_bytes(b"")
     with pytest.raises(ValueError, match="exported model"):
-        inference.generator_variables(config, None, str(tmp_path / "generator.onnx"))
+        loader.generator_variables(config, None, str(tmp_path / "generator.onnx"))
 
 
 def test_flip_test_matches_two_separate_passes(small):
@@ -80,7 +81,7 @@ def test_flip_test_matches_two_separate_passes(small):
     from hrgan_jax import keypoints
     config, variables = small
     apply = jax.jit(inference.apply_fn(config))
-    x = inference.normalize_images(
+    x = normalize_images(
         np.random.default_rng(2).integers(0, 256, (2, 64, 64, 3), dtype=np.uint8))
     plain, mirrored = apply(variables, x), apply(variables, keypoints.flip_images(x))
     want = (plain + keypoints.flip_back(mirrored, FLIP_PAIRS["coco"], True)) * 0.5

@@ -12,7 +12,8 @@ import pytest
 from PIL import Image
 
 from conftest import small_config
-from hrgan_jax import cli, inference, models, predict, weights
+from hrgan_jax import cli, inference, loader, models, predict, weights
+from hrgan_jax.images import normalize_images
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
@@ -113,7 +114,7 @@ def test_export_then_import_gives_identical_heatmaps(exported):
     want = np.asarray(g.apply(variables, x))
     assert np.abs(want).max() > 1e-2  # not a degenerate all-zero comparison
     for name in ("generator.msgpack", "generator.safetensors"):
-        loaded = inference.load_generator(config, str(out / name))
+        loaded = loader.load_generator(config, str(out / name))
         assert np.array_equal(np.asarray(g.apply(loaded, x)), want), name
 
 
@@ -182,7 +183,7 @@ def test_onnx_runs_without_jax_or_the_package_and_matches(exported, tmp_path):
     got = np.load(tmp_path / "out.npz")
     # the reference: JAX, BatchNorm not folded, a batch size the export never saw
     want = jax.jit(inference.crop_outputs_fn(config, variables))(images)
-    plain = jax.jit(inference.apply_fn(config))(variables, inference.normalize_images(images))
+    plain = jax.jit(inference.apply_fn(config))(variables, normalize_images(images))
     assert got["generator/heatmaps"].shape == (5, 16, 16, 17)
     assert got["generator/keypoints"].shape == (5, 17, 2) and got["generator/scores"].shape == (5, 17)
     for key, ref in (("generator/heatmaps", want["heatmaps"]), ("generator/scores", want["scores"]),
@@ -377,9 +378,9 @@ def test_evaluate_an_exported_model_as_deployed(exported, train_coco_root):
             assert abs(got[k] - v) < 0.02, (name, k, got[k], v)
     # random weights score near 0 AP, so compare what was scored: the predictors themselves
     crops = np.random.default_rng(4).integers(0, 256, (8, 64, 64, 3), dtype=np.uint8)
-    jax_coords, jax_scores = inference.load_predictor(config, None, str(out / "generator.msgpack"))[0](crops)
+    jax_coords, jax_scores = loader.load_predictor(config, None, str(out / "generator.msgpack"))[0](crops)
     for name in results:
-        coords, scores = inference.load_predictor(config, None, str(out / name))[0](crops)
+        coords, scores = loader.load_predictor(config, None, str(out / name))[0](crops)
         assert coords.shape == jax_coords.shape and scores.shape == jax_scores.shape
         np.testing.assert_allclose(scores, jax_scores, rtol=0, atol=1e-5 * np.abs(jax_scores).max())
         assert (coords == jax_coords).all(-1).mean() > 0.95, name
@@ -410,7 +411,7 @@ def test_weights_of_another_network_name_what_the_export_holds(exported, tmp_pat
     config, out, _ = exported
     for name in ("generator.msgpack", "generator.safetensors"):
         with pytest.raises(weights.WeightsMismatchError) as e:
-            inference.load_generator(default.get_config("micro"), str(out / name))
+            loader.load_generator(default.get_config("micro"), str(out / name))
         assert str(e.value).splitlines()[0] == (
             f"{out / name} does not fit the configured generator (model 'micro'): "
             f"{out / 'config.json'} says it holds model 'small': rerun with "
@@ -421,11 +422,11 @@ def test_weights_of_another_network_name_what_the_export_holds(exported, tmp_pat
     with pytest.raises(weights.WeightsMismatchError, match="g.msgpack does not fit the "
                        "configured generator \\(model 'micro'\\): give the --config it was "
                        "trained with\n"):
-        inference.load_generator(default.get_config("micro"), str(lone))
+        loader.load_generator(default.get_config("micro"), str(lone))
     lone.write_bytes((out / "generator.msgpack").read_bytes()[:1000])
     with pytest.raises(weights.WeightsFileError, match=f"cannot read weights from {lone}: not "
                        f"Flax msgpack variables"):
-        inference.load_generator(config, str(lone))
+        loader.load_generator(config, str(lone))
     lone.write_bytes(b"")
     with pytest.raises(weights.WeightsFileError, match="g.msgpack: the file is empty"):
-        inference.load_generator(config, str(lone))
+        loader.load_generator(config, str(lone))

@@ -11,6 +11,7 @@ import numpy as np
 import scipy.io
 
 from data_pipeline.joints import COCO, MPII_SHORT_NAMES
+from data_pipeline.records import DataError
 from data_pipeline.synthetic.figures import COCO_FROM_POINTS, POINTS, figure_point
 from data_pipeline.synthetic.render import render_scene
 
@@ -35,7 +36,6 @@ def _write_jpeg(path, image):
 def figure_points_of(kset) -> tuple[int, ...]:
     """The figure point (index in POINTS) of each joint of a keypoint set; a DataError
     naming the set's file and the joint for a name the figures do not have."""
-    from data_pipeline.records import DataError
     points = []
     for name in kset.joints:
         k = figure_point(name)

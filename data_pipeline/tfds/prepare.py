@@ -8,7 +8,7 @@ FLAGS = flags.FLAGS
 
 
 def main(_):
-    from data_pipeline.tfds.builders import prepare
+    from data_pipeline.tfds.builders import prepare  # deferred: TensorFlow Datasets, after flag parsing
     builder = prepare(FLAGS.name, FLAGS.manual_dir, FLAGS.data_dir)
     print(builder.info.splits)
 

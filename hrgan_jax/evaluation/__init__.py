@@ -11,12 +11,13 @@ import math
 import os
 import re
 
+from hrgan_jax.evaluation.coco import SHORT_NAMES
+
 
 def scalar_names(results: dict) -> dict:
     """An evaluation table keyed by clean names, in order: COCO's official columns
     ('Ap .5', 'AR (M)', ...) as coco.SHORT_NAMES (AP50, ARM, ...), MPII's as they are
     (Head, ..., Mean, Mean@0.1); anything else ('step') minus characters tags refuse."""
-    from hrgan_jax.evaluation.coco import SHORT_NAMES
     return {SHORT_NAMES.get(k, re.sub(r"[^A-Za-z0-9_.@/-]+", "_", k)): v
             for k, v in results.items()}
 

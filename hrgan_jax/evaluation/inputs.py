@@ -9,14 +9,11 @@ it) and the field.
 from __future__ import annotations
 
 import math
-import os
 
-import numpy as np
-
-from data_pipeline import keypoint_sets
-from data_pipeline.joints import MPII_PCKH_NAMES
+from data_pipeline import coco, keypoint_sets, mpii
 from data_pipeline.records import DataError, load_json, split_names
 from hrgan_jax import evaluation
+from hrgan_jax.evaluation import coco as coco_eval, mpii as mpii_eval
 
 # The fields pycocotools' COCO and COCOeval('keypoints') read from every ground-truth
 # annotation (COCOeval._prepare, computeOks, evaluateImg).
@@ -26,11 +23,7 @@ COCO_EVAL_FIELDS = ("id", "image_id", "category_id", "keypoints", "num_keypoints
 
 def metric_names(dataset: str) -> tuple[str, ...]:
     """The names an evaluation of ``dataset`` returns."""
-    if dataset == "coco":
-        from hrgan_jax.evaluation.coco import STATS_NAMES
-        return STATS_NAMES
-    from hrgan_jax.evaluation.mpii import COLUMNS
-    return COLUMNS
+    return coco_eval.STATS_NAMES if dataset == "coco" else mpii_eval.COLUMNS
 
 
 def check(config) -> None:
@@ -48,7 +41,7 @@ def check(config) -> None:
     split = split_names(data)[1]
     num_records = None
     if data.source == "files":  # the readers check every record, box and image file
-        from data_pipeline import pipeline
+        from data_pipeline import pipeline  # TensorFlow (the readers live with tf.data): only for files
         records = pipeline.read_records(data, split,
                                         num_joints=keypoint_sets.of_config(data).num_joints,
                                         training=False)
@@ -56,12 +49,10 @@ def check(config) -> None:
         if not num_records:
             raise DataError(f"{records.source}: nothing to evaluate in split {split!r}")
     if data.name == "coco":
-        from data_pipeline import coco
         check_coco_annotations(coco.annotation_file(data.root, split),
                                int(data.get("category_id", 1)))
     else:
-        from data_pipeline import mpii
-        check_mpii_ground_truth(mpii.gt_file(data.root), num_records)
+        mpii_eval.check_ground_truth(mpii.gt_file(data.root), num_records)
 
 
 def _number(v) -> bool:
@@ -96,34 +87,3 @@ def check_coco_annotations(path: str, category_id: int = 1) -> None:
             raise DataError(f"{where}: 'bbox' must be [x, y, w, h], got {a['bbox']!r}")
         if not (isinstance(a["keypoints"], list) and all(map(_number, a["keypoints"]))):
             raise DataError(f"{where}: 'keypoints' must be a list of numbers")
-
-
-def check_mpii_ground_truth(path: str, num_records: int | None) -> None:
-    """gt_valid.mat: the four arrays the official PCKh reads, shaped for num_records people
-    (the records of the validation annotation file, in the same order)."""
-    import scipy.io
-    if not os.path.isfile(path):
-        raise DataError(f"{path}: MPII ground truth not found; it is annot/gt_valid.mat of the "
-                        f"official HRNet MPII download (the PCKh evaluation reads it)")
-    try:
-        mat = scipy.io.loadmat(path)
-    except Exception as e:  # noqa: BLE001 - scipy raises several kinds for a damaged file
-        raise DataError(f"{path}: not a readable MATLAB file ({e})") from None
-    for key in ("dataset_joints", "jnt_missing", "pos_gt_src", "headboxes_src"):
-        if key not in mat:
-            raise DataError(f"{path}: no '{key}': expected the official gt_valid.mat "
-                            f"(dataset_joints, jnt_missing, pos_gt_src, headboxes_src)")
-    from hrgan_jax.evaluation.mpii import joint_names
-    names = joint_names(mat["dataset_joints"])
-    absent = [n for n in MPII_PCKH_NAMES if n not in names]
-    if absent:
-        raise DataError(f"{path}: 'dataset_joints' lacks {absent} (it holds {names})")
-    n = np.shape(mat["pos_gt_src"])[-1]
-    shapes = {"jnt_missing": (16, n), "pos_gt_src": (16, 2, n), "headboxes_src": (2, 2, n)}
-    for key, shape in shapes.items():
-        if np.shape(mat[key]) != shape:
-            raise DataError(f"{path}: '{key}' has shape {np.shape(mat[key])}, expected {shape}")
-    if num_records is not None and num_records != n:
-        raise DataError(f"{path}: holds {n} people but the validation annotations hold "
-                        f"{num_records}: the PCKh compares them in order, so they must be the "
-                        f"same set (annot/valid.json and annot/gt_valid.mat of one download)")

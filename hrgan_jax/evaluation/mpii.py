@@ -16,6 +16,7 @@ import numpy as np
 import scipy.io
 
 from data_pipeline.joints import MPII_NOT_IN_MEAN, MPII_PCKH_NAMES, MPII_SHORT_NAMES
+from data_pipeline.records import DataError
 
 SC_BIAS = 0.6
 THRESHOLD = 0.5
@@ -100,12 +101,40 @@ def pckh(preds, jnt_missing, pos_gt_src, headboxes_src, dataset_joints=None,
     ])
 
 
+def check_ground_truth(path: str, num_records: int | None) -> None:
+    """gt_valid.mat: the four arrays the official PCKh reads, shaped for num_records people
+    (the records of the validation annotation file, in the same order)."""
+    if not os.path.isfile(path):
+        raise DataError(f"{path}: MPII ground truth not found; it is annot/gt_valid.mat of the "
+                        f"official HRNet MPII download (the PCKh evaluation reads it)")
+    try:
+        mat = scipy.io.loadmat(path)
+    except Exception as e:  # noqa: BLE001 - scipy raises several kinds for a damaged file
+        raise DataError(f"{path}: not a readable MATLAB file ({e})") from None
+    for key in ("dataset_joints", "jnt_missing", "pos_gt_src", "headboxes_src"):
+        if key not in mat:
+            raise DataError(f"{path}: no '{key}': expected the official gt_valid.mat "
+                            f"(dataset_joints, jnt_missing, pos_gt_src, headboxes_src)")
+    names = joint_names(mat["dataset_joints"])
+    absent = [n for n in MPII_PCKH_NAMES if n not in names]
+    if absent:
+        raise DataError(f"{path}: 'dataset_joints' lacks {absent} (it holds {names})")
+    n = np.shape(mat["pos_gt_src"])[-1]
+    shapes = {"jnt_missing": (16, n), "pos_gt_src": (16, 2, n), "headboxes_src": (2, 2, n)}
+    for key, shape in shapes.items():
+        if np.shape(mat[key]) != shape:
+            raise DataError(f"{path}: '{key}' has shape {np.shape(mat[key])}, expected {shape}")
+    if num_records is not None and num_records != n:
+        raise DataError(f"{path}: holds {n} people but the validation annotations hold "
+                        f"{num_records}: the PCKh compares them in order, so they must be the "
+                        f"same set (annot/valid.json and annot/gt_valid.mat of one download)")
+
+
 def load_ground_truth(gt_file) -> dict:
     """The four arrays of an official gt_*.mat (dataset_joints, jnt_missing, pos_gt_src,
     headboxes_src)."""
-    from hrgan_jax.evaluation.inputs import check_mpii_ground_truth
     gt_file = os.fspath(gt_file)
-    check_mpii_ground_truth(gt_file, None)  # a DataError naming the file and the field
+    check_ground_truth(gt_file, None)  # a DataError naming the file and the field
     mat = scipy.io.loadmat(gt_file)
     return {k: mat[k] for k in ("dataset_joints", "jnt_missing", "pos_gt_src", "headboxes_src")}
 

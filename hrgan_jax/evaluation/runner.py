@@ -17,8 +17,11 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from hrgan_jax import inference, keypoints, parallel
-from hrgan_jax.evaluation import coco
+from data_pipeline import keypoint_sets
+from data_pipeline.affine import affine_points, get_affine_transform
+from data_pipeline.records import split_names
+from hrgan_jax import draw, evaluation, inference, keypoints, parallel
+from hrgan_jax.evaluation import coco, collapse, mpii
 
 
 def _gather(x) -> np.ndarray:
@@ -50,7 +53,7 @@ def make_evaluator(config: ml_collections.ConfigDict, mesh, workdir: str | None 
                    predictor: Callable | None = None) -> Callable[[Any, int], dict]:
     """``evaluate(generator_variables, step) -> metrics`` on config.data.val_split.
 
-    With ``predictor`` (``inference.load_predictor``'s: uint8 crops -> (coords, maxvals),
+    With ``predictor`` (``loader.load_predictor``'s: uint8 crops -> (coords, maxvals),
     e.g. an exported ONNX or SavedModel model) that is evaluated instead, on the host
     batches of one process, and ``generator_variables`` is ignored.
 
@@ -59,9 +62,7 @@ def make_evaluator(config: ml_collections.ConfigDict, mesh, workdir: str | None 
     ``writer``, a grid of evaluation crops with predicted skeletons (and true ones where
     the record has joints) goes to TensorBoard.
     """
-    from data_pipeline import keypoint_sets, pipeline
-    from hrgan_jax import draw, evaluation
-    from hrgan_jax.evaluation import coco, mpii
+    from data_pipeline import pipeline  # TensorFlow (tf.data): only when an evaluation is made
 
     rep, sharded = parallel.replicated(mesh), parallel.data_sharded(mesh)
     predict = jax.jit(inference.predict_fn(config), in_shardings=(rep, sharded),
@@ -135,7 +136,6 @@ def make_evaluator(config: ml_collections.ConfigDict, mesh, workdir: str | None 
             if config.data.name == "coco":
                 if coco_gt is None:
                     coco_gt = coco.load_ground_truth(info.annotation_file)
-                from data_pipeline.records import split_names
                 res_file = os.path.join(out_dir or "/tmp", f"keypoints_{split_names(config.data)[1]}"
                                         f"_results_{step}.json")
                 results = coco.evaluate(preds, cat["score"], cat["image_id"], coco_gt, res_file,
@@ -216,7 +216,6 @@ def _one_per_image(best: dict) -> tuple:
 def _pose_spread(coords, cat: dict, records) -> float | None:
     """``collapse.pose_spread`` of the evaluated people that have true joints (detector
     boxes have none); None when there are none."""
-    from hrgan_jax.evaluation import collapse
     if records is None:
         return None
     joints = np.asarray(records.joints)[cat["index"]]
@@ -229,13 +228,11 @@ def _pose_spread(coords, cat: dict, records) -> float | None:
 
 
 def _crop_affine(records, r: int, image_size) -> np.ndarray:
-    from data_pipeline.affine import get_affine_transform
     return get_affine_transform(np.asarray(records.center)[r], np.asarray(records.scale)[r], 0,
                                 image_size)
 
 
 def _affine(trans, points):
-    from data_pipeline.affine import affine_points
     return affine_points(points, trans).astype(np.float32)
 
 
