@@ -100,7 +100,7 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str | None, weights_pat
         variables = None
     else:
         variables, source, step = loader.generator_variables(config, workdir, weights_path,
-                                                                which)
+                                                             which)
     evaluator = runner.make_evaluator(config, parallel.make_mesh(), out_dir=out_dir,
                                       predictor=predictor)
     print(f"evaluating {source} on {config.data.name} {split_names(config.data)[1]}; "
