@@ -326,6 +326,7 @@ def train(data_cfg, *, num_joints: int, global_batch: int, seed: int, process_in
         return _train_record(flat, num_records=n, global_batch=global_batch,
                              process_index=process_index, per_process=b, seed=seed_t)
 
+    @tf.autograph.experimental.do_not_convert  # graph ops only (tf.cond): no 5 s conversion
     def example(flat):
         rec, epoch = locate(flat)
         ex = src.fetch(rec)
@@ -382,6 +383,7 @@ def evaluation(data_cfg, *, num_joints: int, global_batch: int, process_index: i
         pos = step * global_batch + process_index * b + row
         return tf.minimum(pos, max(n - 1, 0)), pos < n
 
+    @tf.autograph.experimental.do_not_convert  # graph ops only (tf.cond): no 5 s conversion
     def example(flat):
         rec, valid = locate(flat)
         ex = src.fetch(rec)

@@ -15,26 +15,23 @@ SCRIPT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))
                       "benchmarks", "gpu.py")
 
 
-def _run(out, rows=None):
+def _run(out):
     cmd = [sys.executable, SCRIPT, "--out", str(out), "--smoke", "--block", "--deadline", "1800"]
-    if rows:
-        cmd += ["--rows", rows]
     env = subprocess_env(1)  # one CPU device, as on one GPU
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1900, env=env)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return json.loads((out / "results.json").read_text())["rows"]
 
 
-def test_smoke_peak_and_inference_without_gpu_image_absentees(tmp_path):
-    peak, inference = _run(tmp_path, "peak,inference:float32:4")
+@pytest.mark.slow  # compiles the micro GAN and HRNet steps: minutes on a 2-core CPU
+def test_smoke_full_plan(tmp_path):
+    """The whole smoke plan (peak, GAN and HRNet steps, inference) without the modules the
+    GPU image lacks."""
+    rows = {r["row"]: r for r in _run(tmp_path)}
+    peak, inference = rows["peak"], rows["inference:float32:4"]
     assert peak["tflops"] > 0
     assert inference["images_per_s"] > 0 and inference["gflop_per_image"] > 0
     assert 0 < inference["mfu_vs_measured_peak"]
-
-
-@pytest.mark.slow  # compiles the micro GAN and HRNet steps: minutes on a 2-core CPU
-def test_smoke_full_plan(tmp_path):
-    rows = {r["row"]: r for r in _run(tmp_path)}
     for name in ("gan:float32:2", "hrnet:float32:2"):
         r = rows[name]
         assert r["finite"] and r["images_per_s"] > 0 and r["compile_s"] > 0, r
