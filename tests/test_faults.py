@@ -56,12 +56,12 @@ class _Training:
     """launch.py --mode=train in a subprocess, its output lines (and when each came,
     in seconds after the start) collected by a thread."""
 
-    def __init__(self, root, workdir):
+    def __init__(self, root, workdir, *extra_flags):
         env = subprocess_env(1)
         self.started = time.monotonic()
         self.proc = subprocess.Popen(
             [sys.executable, "launch.py", "--mode=train", f"--workdir={workdir}", *TRAIN_FLAGS,
-             f"--config.data.root={root}"],
+             f"--config.data.root={root}", *extra_flags],
             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         self.lines: list[tuple[float, str]] = []
         self._reader = threading.Thread(target=self._read, daemon=True)
@@ -227,7 +227,8 @@ def test_kills_and_preemption_lose_nothing(train_coco_root, tmp_path):
     rng = random.Random(SEED)
     reference, faulted = tmp_path / "reference", tmp_path / "faulted"
     ckpt_dir = faulted / "checkpoints"
-    with _Training(train_coco_root, reference) as run:
+    # The reference saves only its last step (saving never changes the state).
+    with _Training(train_coco_root, reference, f"--config.checkpoint.every_steps={STEPS}") as run:
         run.finish()
 
     plan = _plan(rng)

@@ -1,22 +1,19 @@
 """The paper configs' own path, as a user runs it: configs/coco_w32_256x192.py and
 configs/mpii_w32_256x256.py with only sizes, steps and batch overridden (so their
 bfloat16 training, BatchNorm groups and every other default stay), through launch.py's
-command line (training in a one-device interpreter, the rest in this process, as
-tests/test_launch.py runs it): train (which
-evaluates), export, the ONNX files in ONNX Runtime in a fresh interpreter with nothing
-else, and evaluate / predict with --weights=generator.onnx."""
+command line, run in this process as tests/test_launch.py runs it (training on one of
+its devices): train (which evaluates), export, the ONNX files in ONNX Runtime in a fresh
+interpreter with nothing else, and evaluate / predict with --weights=generator.onnx."""
+import functools
 import json
 import math
-import pathlib
 import subprocess
 import sys
 
 import pytest
 
-from conftest import subprocess_env
 from test_launch import launch_here
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
 
 # The micro network's sizes (models.hrnet_config("micro")): the paper configs' W32 would
 # compile for minutes here.  Sizes only: dtype, bn_group, init and the rest stay.
@@ -41,18 +38,20 @@ assert "jax" not in sys.modules
     ("configs/coco_w32_256x192.py", "coco", 16), ("configs/mpii_w32_256x256.py", "mpii", 8)])
 def test_paper_config_path_trains_in_bfloat16_and_exports_float32(config_file, dataset, batch,
                                                                      tmp_path, monkeypatch):
+    import jax
+
+    from data_pipeline.synthetic import writers
+    from hrgan_jax import inference, onnx_export, trainer
+
+    # Training on one device (this process has 8), so that the batch is one BN group.
+    one_device = functools.partial(trainer.train_and_evaluate, devices=jax.devices()[:1])
+    monkeypatch.setattr(trainer, "train_and_evaluate", one_device)
+
     def launch(*args):
-        if args[0] == "--mode=train":  # one device (this process has 8): the batch is one
-            r = subprocess.run([sys.executable, "launch.py", *args], cwd=ROOT,  # BN group
-                               capture_output=True, text=True, timeout=900, env=subprocess_env(1))
-            status, out, err = r.returncode, r.stdout, r.stderr
-        else:
-            status, out, err = launch_here(monkeypatch, *args)
+        status, out, err = launch_here(monkeypatch, *args)
         assert status == 0, (args[0], err[-3000:])
         return out
 
-    from data_pipeline.synthetic import writers
-    from hrgan_jax import inference, onnx_export
     root = tmp_path / dataset
     val = "val2017" if dataset == "coco" else "valid"
     write = writers.write_coco if dataset == "coco" else writers.write_mpii
