@@ -5,6 +5,10 @@ import os
 # absl::InitializeLog()", the CPU-feature and oneDNN notices.  Level 1 drops INFO and keeps
 # its warnings and errors; a value the user set is kept.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
+# TensorFlow 2.21 prints oneDNN's notice (and absl's with it) on CPUs with AVX-512 whatever
+# the level.  TensorFlow here runs tf.data (host-side data movement, not TF's math) and the
+# SavedModel export, so its oneDNN kernels are turned off unless the user set the variable.
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 
 
 def tf_on_host_only() -> None:

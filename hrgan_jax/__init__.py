@@ -5,6 +5,11 @@ import sys as _sys
 
 __version__ = "0.1.0"
 
+# TensorFlow's C++ INFO lines at start-up (absl's notice, oneDNN's on AVX-512 CPUs) are
+# dropped whichever package imports first: data_pipeline/__init__.py does the same (and says why).
+_os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
+_os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+
 # The shipped configs are the package hrgan_jax.configs (`--config=NAME`).  An installed
 # package carries them in hrgan_jax/configs/ (pyproject.toml maps that package onto the
 # repository's configs/); run from a checkout (`python launch.py`, PYTHONPATH), they are
