@@ -56,11 +56,11 @@ class _Training:
     """launch.py --mode=train in a subprocess, its output lines (and when each came,
     in seconds after the start) collected by a thread."""
 
-    def __init__(self, root, workdir, *extra_flags):
+    def __init__(self, root, workdir, *extra_flags, program=("launch.py",)):
         env = subprocess_env(1)
         self.started = time.monotonic()
         self.proc = subprocess.Popen(
-            [sys.executable, "launch.py", "--mode=train", f"--workdir={workdir}", *TRAIN_FLAGS,
+            [sys.executable, *program, "--mode=train", f"--workdir={workdir}", *TRAIN_FLAGS,
              f"--config.data.root={root}", *extra_flags],
             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         self.lines: list[tuple[float, str]] = []
@@ -630,6 +630,87 @@ def test_a_finished_run_whose_final_evaluation_failed_only_finishes_and_the_reco
     assert json.loads(_record(tmp_path)[0])["data"]["image_size"] == [48, 48]
     assert len(_record(tmp_path)[1]) == 4
 
+
+# launch.py whose evaluator, once it has evaluated step STALL_AT (its results files written,
+# its table printed), says so and waits to be killed before returning: a kill -9 then lands
+# inside the evaluation, after everything but its record.
+_STALLING_LAUNCH = """
+import json, runpy, sys, time
+sys.path.insert(0, {root!r})
+from hrgan_jax.evaluation import runner
+stall_at = int(sys.argv.pop(1))
+make = runner.make_evaluator
+
+def make_stalling(*args, **kwargs):
+    evaluate = make(*args, **kwargs)
+    def stalling(variables, step):
+        metrics = evaluate(variables, step)
+        if step == stall_at:
+            print("evaluated step", step, "unrecorded:", json.dumps(metrics), flush=True)
+            time.sleep(600)
+        return metrics
+    return stalling
+
+runner.make_evaluator = make_stalling
+sys.argv[0] = "launch.py"
+runpy.run_path("launch.py", run_name="__main__")
+"""
+
+
+@pytest.mark.slow
+def test_kill_9_during_a_mid_run_and_the_final_evaluation_loses_nothing(train_coco_root,
+                                                                       tmp_path):
+    """A real kill -9 inside the evaluation at the end of epoch 1, then inside the final
+    one (the end of epoch 2), the real evaluator each time: every rerun takes over the dead
+    trainer's lock, evaluates the checkpoint whose evaluation was killed before anything
+    else, and records the same metrics the killed evaluation had computed; the last
+    rerun trains nothing, says the run is finished, draws curves.png and exits 0."""
+    from data_pipeline import pipeline
+    from hrgan_jax import checkpoints
+    mid = pipeline.steps_per_epoch(train_config(**{"data.root": train_coco_root}).data, 8)
+    end = 2 * mid
+    workdir, ckpt_dir = tmp_path / "run", tmp_path / "run" / "checkpoints"
+    launch = tmp_path / "stalling_launch.py"
+    launch.write_text(_STALLING_LAUNCH.format(root=str(ROOT)))
+    flags = [f"--config.train.steps={end}", "--config.eval.every_epochs=1",
+             "--config.checkpoint.every_steps=1000"]  # saved only to be evaluated
+    unrecorded = re.compile(r"evaluated step (\d+) unrecorded: (.*)")
+
+    def evaluations() -> dict[int, dict]:
+        ckpt = checkpoints.Checkpoints(str(ckpt_dir), every_steps=1, keep=9, best_metric="AP")
+        try:
+            return ckpt.evaluations()
+        finally:
+            ckpt.close()
+
+    computed = {}
+    for stall_at in (mid, end):
+        with _Training(train_coco_root, workdir, *flags,
+                       program=(str(launch), str(stall_at))) as run:
+            run.wait_until(lambda: any(unrecorded.match(l) for _, l in list(run.lines)),
+                           f"the evaluation of step {stall_at}")
+            run.kill()
+        out = run.output()
+        step, metrics = unrecorded.search(out).groups()
+        computed[int(step)] = json.loads(metrics)
+        assert int(step) == stall_at and _complete(ckpt_dir)[-1] == stall_at, out[-3000:]
+        assert stall_at not in evaluations(), out[-3000:]  # killed before its record
+        if stall_at == end:  # the rerun finished what the kill left undone, first
+            assert f"resuming from step {mid} of {end}" in out and "taking over" in out, \
+                out[-3000:]
+            first = out.index(f"checkpoint {ckpt_dir / str(mid)} has no evaluation yet: "
+                              f"evaluating it first")
+            assert first < out.index(f"step {mid + 1}/"), out[-3000:]
+            assert evaluations() == {mid: computed[mid]}, out[-3000:]
+    assert "AP" in computed[mid] and not (workdir / "curves.png").exists()
+
+    with _Training(train_coco_root, workdir, *flags) as run:
+        out = run.finish()
+    assert f"the run in {workdir} is finished: step {end} of {end}" in out, out[-3000:]
+    assert f"checkpoint {ckpt_dir / str(end)} has no evaluation yet: evaluating it first" in out
+    assert "taking over" in out and not STEP_LINE.search(out), out[-3000:]  # nothing trained
+    assert evaluations() == computed  # each as the killed evaluation had computed it
+    assert (workdir / "curves.png").is_file()
 
 # ---- a full disk ----------------------------------------------------------------------------
 
