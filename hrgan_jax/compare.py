@@ -173,9 +173,11 @@ def by_variant(runs: list[dict]) -> str:
 
 
 def _runs_and_seeds(seeds: list[int]) -> str:
-    """'2, seeds 0 and 1'; runs that share a seed say so ('2, both seed 0'), since they are
-    repeats rather than other seeds."""
+    """'1, seed 0'; '2, seeds 0 and 1'; runs that share a seed say so ('2, all seed 0'),
+    since they are repeats rather than other seeds."""
     distinct = sorted(set(seeds))
+    if len(seeds) == 1:
+        return f"1, seed {seeds[0]}"
     if len(distinct) == len(seeds):
         return f"{len(seeds)}, seeds " + ", ".join(str(s) for s in distinct[:-1]) + f" and {distinct[-1]}"
     if len(distinct) == 1:

@@ -132,6 +132,9 @@ def test_compare_summarises_each_variant_over_its_seeds():
                run("HRNet", 1, [32.0], None)]
     assert compare.by_variant(repeats[:2]).splitlines()[2].startswith("| HRNet | 2, all seed 0 |")
     assert compare.by_variant(repeats).splitlines()[2].startswith("| HRNet | 3, seeds 0 (x2), 1 |")
+    # A variant with one run beside one with several: its one seed.
+    lines = compare.by_variant(runs[:3]).splitlines()
+    assert lines[3].startswith("| HRGAN | 1, seed 0 | 38.00 (38.00 to 38.00) |"), lines[3]
 
 
 def test_compare_names_a_broken_config_json(tmp_path):
