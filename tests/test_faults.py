@@ -538,6 +538,17 @@ def _scoring(fail_at=None):
     return evaluate
 
 
+def _recorded(ckpt_dir, best: bool = False):
+    """The evaluations recorded in ``ckpt_dir`` ({step: metrics}), or with ``best`` the
+    step of the best one by AP."""
+    from hrgan_jax import checkpoints
+    ckpt = checkpoints.Checkpoints(str(ckpt_dir), every_steps=1, keep=9, best_metric="AP")
+    try:
+        return ckpt.best_step() if best else ckpt.evaluations()
+    finally:
+        ckpt.close()
+
+
 def _record(workdir) -> tuple[str, list[str]]:
     """config.json's bytes and the kept configs of every accepted start."""
     return ((workdir / "config.json").read_text(), sorted(os.listdir(workdir / "configs")))
@@ -565,11 +576,7 @@ def test_a_finished_run_whose_final_evaluation_failed_only_finishes_and_the_reco
     ckpt_dir = tmp_path / "checkpoints"
 
     def evaluations() -> dict[int, dict]:
-        ckpt = checkpoints.Checkpoints(str(ckpt_dir), every_steps=1, keep=9, best_metric="AP")
-        try:
-            return {**ckpt.evaluations(), "best": ckpt.best_step()}
-        finally:
-            ckpt.close()
+        return {**_recorded(ckpt_dir), "best": _recorded(ckpt_dir, best=True)}
 
     first = _scoring(fail_at=end)
     with pytest.raises(RuntimeError, match=f"step {end} was cut short"):
@@ -631,9 +638,9 @@ def test_a_finished_run_whose_final_evaluation_failed_only_finishes_and_the_reco
     assert len(_record(tmp_path)[1]) == 4
 
 
-# launch.py whose evaluator, once it has evaluated step STALL_AT (its results files written,
-# its table printed), says so and waits to be killed before returning: a kill -9 then lands
-# inside the evaluation, after everything but its record.
+# launch.py whose evaluator, once it has evaluated the step given as the first argument (its
+# results files written, its table printed), says so and waits to be killed before
+# returning: a kill -9 then lands inside the evaluation, after everything but its record.
 _STALLING_LAUNCH = """
 import json, runpy, sys, time
 sys.path.insert(0, {root!r})
@@ -666,7 +673,6 @@ def test_kill_9_during_a_mid_run_and_the_final_evaluation_loses_nothing(train_co
     else, and records the same metrics the killed evaluation had computed; the last
     rerun trains nothing, says the run is finished, draws curves.png and exits 0."""
     from data_pipeline import pipeline
-    from hrgan_jax import checkpoints
     mid = pipeline.steps_per_epoch(train_config(**{"data.root": train_coco_root}).data, 8)
     end = 2 * mid
     workdir, ckpt_dir = tmp_path / "run", tmp_path / "run" / "checkpoints"
@@ -676,32 +682,25 @@ def test_kill_9_during_a_mid_run_and_the_final_evaluation_loses_nothing(train_co
              "--config.checkpoint.every_steps=1000"]  # saved only to be evaluated
     unrecorded = re.compile(r"evaluated step (\d+) unrecorded: (.*)")
 
-    def evaluations() -> dict[int, dict]:
-        ckpt = checkpoints.Checkpoints(str(ckpt_dir), every_steps=1, keep=9, best_metric="AP")
-        try:
-            return ckpt.evaluations()
-        finally:
-            ckpt.close()
-
     computed = {}
     for stall_at in (mid, end):
         with _Training(train_coco_root, workdir, *flags,
                        program=(str(launch), str(stall_at))) as run:
-            run.wait_until(lambda: any(unrecorded.match(l) for _, l in list(run.lines)),
+            run.wait_until(lambda: any(unrecorded.match(line) for _, line in list(run.lines)),
                            f"the evaluation of step {stall_at}")
             run.kill()
         out = run.output()
         step, metrics = unrecorded.search(out).groups()
         computed[int(step)] = json.loads(metrics)
         assert int(step) == stall_at and _complete(ckpt_dir)[-1] == stall_at, out[-3000:]
-        assert stall_at not in evaluations(), out[-3000:]  # killed before its record
+        assert stall_at not in _recorded(ckpt_dir), out[-3000:]  # killed before its record
         if stall_at == end:  # the rerun finished what the kill left undone, first
             assert f"resuming from step {mid} of {end}" in out and "taking over" in out, \
                 out[-3000:]
             first = out.index(f"checkpoint {ckpt_dir / str(mid)} has no evaluation yet: "
                               f"evaluating it first")
             assert first < out.index(f"step {mid + 1}/"), out[-3000:]
-            assert evaluations() == {mid: computed[mid]}, out[-3000:]
+            assert _recorded(ckpt_dir) == {mid: computed[mid]}, out[-3000:]
     assert "AP" in computed[mid] and not (workdir / "curves.png").exists()
 
     with _Training(train_coco_root, workdir, *flags) as run:
@@ -709,8 +708,9 @@ def test_kill_9_during_a_mid_run_and_the_final_evaluation_loses_nothing(train_co
     assert f"the run in {workdir} is finished: step {end} of {end}" in out, out[-3000:]
     assert f"checkpoint {ckpt_dir / str(end)} has no evaluation yet: evaluating it first" in out
     assert "taking over" in out and not STEP_LINE.search(out), out[-3000:]  # nothing trained
-    assert evaluations() == computed  # each as the killed evaluation had computed it
+    assert _recorded(ckpt_dir) == computed  # each as the killed evaluation had computed it
     assert (workdir / "curves.png").is_file()
+
 
 # ---- a full disk ----------------------------------------------------------------------------
 
