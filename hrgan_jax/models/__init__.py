@@ -9,6 +9,8 @@ the same network (the paper's and the official code's D) unless
 """
 from __future__ import annotations
 
+import functools
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -86,15 +88,21 @@ def init(module, key: jax.Array, *inputs: jax.Array) -> dict:
     """``module.init(key, *inputs)`` (eval mode), compiled for a quick start.
 
     Faster to compile than ``jax.jit(module.init)`` (on a 2-core CPU: HRNet-W32
-    45 s -> 27 s, the tiny preset 19 s -> 6 s).  Parameter shapes do not depend on
-    the inputs' spatial size, so small inputs do.
+    45 s -> 27 s, the tiny preset 19 s -> 6 s), and compiled once per network and input
+    shapes in a process (the comparison and the ablation build several runs' states).
+    Parameter shapes do not depend on the inputs' spatial size, so small inputs do.
     """
-    lowered = jax.jit(module.init).lower(key, *inputs)
+    avals = tuple(jax.ShapeDtypeStruct(x.shape, x.dtype) for x in (key, *inputs))
+    return _compiled_init(module, avals)(key, *inputs)
+
+
+@functools.lru_cache(maxsize=8)
+def _compiled_init(module, avals: tuple):
+    lowered = jax.jit(module.init).lower(*avals)
     try:
-        compiled = lowered.compile(compiler_options=_INIT_COMPILER_OPTIONS)
+        return lowered.compile(compiler_options=_INIT_COMPILER_OPTIONS)
     except Exception:  # noqa: BLE001 - a backend without these options: compile as usual
-        compiled = lowered.compile()
-    return compiled(key, *inputs)
+        return lowered.compile()
 
 
 __all__ = ["NETS", "PRESET_WIDTHS", "network", "network_config", "init", "IMAGENET_LAYERS", "NetSpec", "config_from_official", "hrnet_config", "validate",
