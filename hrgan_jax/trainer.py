@@ -24,7 +24,7 @@ import numpy as np
 from absl import logging
 from clu import metric_writers, periodic_actions
 
-from data_pipeline import pipeline
+from data_pipeline import keypoint_sets, pipeline
 from hrgan_jax import checkpoints as ckpt_lib
 from hrgan_jax import config_checks, draw, evaluation, models, parallel
 from hrgan_jax import state as state_lib, step as step_lib, workdir as workdir_lib
@@ -213,6 +213,28 @@ def _say(line: str) -> None:
         print(line, file=sys.stderr, flush=True)
 
 
+_STEP_FUNCTIONS: dict = {}
+
+
+def _step_functions(config, steps_per_epoch: int) -> tuple:
+    """(g_tx, d_tx, g_lr, d_lr, train_step) for this config: the same functions for the
+    same config and epoch length within a process, so that a second run (a comparison,
+    an ablation, a test after another) finds its step traced and compiled by jit's own
+    caches instead of tracing it again.  The key is what the step reads: the config's
+    model, adversarial, data and optim sections (the keypoint file's joint weights with
+    them) and the epoch length.  The few most recent are kept."""
+    sections = {name: config[name].to_dict() for name in ("model", "adversarial", "data", "optim")}
+    key = (json.dumps(sections, sort_keys=True, default=repr), int(steps_per_epoch),
+           tuple(keypoint_sets.of_config(config.data).weights()))
+    if key not in _STEP_FUNCTIONS:
+        g_tx, d_tx, g_lr, d_lr = state_lib.optimizers(config, steps_per_epoch)
+        train_step = step_lib.make_train_step(config, g_tx, d_tx, g_lr, d_lr)
+        while len(_STEP_FUNCTIONS) >= 4:
+            _STEP_FUNCTIONS.pop(next(iter(_STEP_FUNCTIONS)))
+        _STEP_FUNCTIONS[key] = (g_tx, d_tx, g_lr, d_lr, train_step)
+    return _STEP_FUNCTIONS[key]
+
+
 def _train(config, workdir: str, evaluator: Callable | None, mesh, steps_per_epoch: int,
            allow_changed_meaning: bool) -> dict:
     """train_and_evaluate once the config is checked and the workdir is locked."""
@@ -223,8 +245,7 @@ def _train(config, workdir: str, evaluator: Callable | None, mesh, steps_per_epo
     # ---- the step ----------------------------------------------------------------------
     total = int(config.train.steps) if config.train.steps > 0 else int(
         config.train.epochs) * steps_per_epoch
-    g_tx, d_tx, g_lr, d_lr = state_lib.optimizers(config, steps_per_epoch)
-    train_step = step_lib.make_train_step(config, g_tx, d_tx, g_lr, d_lr)
+    g_tx, d_tx, g_lr, d_lr, train_step = _step_functions(config, steps_per_epoch)
     rep, batch_sharding = parallel.replicated(mesh), parallel.data_sharded(mesh)
     # On accelerators the step takes and returns the state as a few flat buffers
     # (state_lib.FlatLayout): handing ~5,500 leaves to every call would cost the host more
