@@ -175,3 +175,17 @@ def test_the_step_takes_flat_buffers_on_accelerators_and_the_pytree_on_the_cpu()
     for x, y in zip(jax.tree.leaves(tree), jax.tree.leaves(snapshot)):
         assert x.unsafe_buffer_pointer() != y.unsafe_buffer_pointer()
         np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+
+def test_a_second_run_with_the_same_step_reuses_its_functions():
+    """trainer._step_functions: the same step functions (so jit's caches hold its trace and
+    program) for a config that differs only where the step does not read (steps, seed,
+    checkpoints), new ones when the network, the losses, the data or the epoch differ."""
+    base = train_config()
+    first = trainer._step_functions(base, 3)
+    same = train_config(**{"train.steps": 99, "seed": 5, "checkpoint.every_steps": 7})
+    assert trainer._step_functions(same, 3) is first
+    for path, value in (("model.dtype", "bfloat16"), ("adversarial.beta_g", 0.5),
+                        ("data.sigma", 3.0), ("optim.g_lr", 1e-2)):
+        assert trainer._step_functions(train_config(**{path: value}), 3) is not first, path
+    assert trainer._step_functions(base, 4) is not first
