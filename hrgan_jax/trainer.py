@@ -218,11 +218,11 @@ _STEP_FUNCTIONS: dict = {}
 
 def _step_functions(config, steps_per_epoch: int) -> tuple:
     """(g_tx, d_tx, g_lr, d_lr, train_step) for this config: the same functions for the
-    same config and epoch length within a process, so that a second run (a comparison,
-    an ablation, a test after another) finds its step traced and compiled by jit's own
-    caches instead of tracing it again.  The key is what the step reads: the config's
+    same config and epoch length within a process, so that a second run there (a
+    notebook's, a test's after another) finds its step traced and compiled in jit's own
+    caches instead of tracing and compiling it again.  The key is what the step reads: the config's
     model, adversarial, data and optim sections (the keypoint file's joint weights with
-    them) and the epoch length.  The few most recent are kept."""
+    them) and the epoch length.  The four made last are kept."""
     sections = {name: config[name].to_dict() for name in ("model", "adversarial", "data", "optim")}
     key = (json.dumps(sections, sort_keys=True, default=repr), int(steps_per_epoch),
            tuple(keypoint_sets.of_config(config.data).weights()))

@@ -89,7 +89,7 @@ def init(module, key: jax.Array, *inputs: jax.Array) -> dict:
 
     Faster to compile than ``jax.jit(module.init)`` (on a 2-core CPU: HRNet-W32
     45 s -> 27 s, the tiny preset 19 s -> 6 s), and compiled once per network and input
-    shapes in a process (the comparison and the ablation build several runs' states).
+    shapes in a process (several runs in one process: a notebook, the tests).
     Parameter shapes do not depend on the inputs' spatial size, so small inputs do.
     """
     avals = tuple(jax.ShapeDtypeStruct(x.shape, x.dtype) for x in (key, *inputs))
